@@ -1,0 +1,12 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// Placeholder until the verb's owner writes it.
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errors.New("not built yet")
+}
