@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/emberwatch/emberwatch/drivers"
+	"github.com/emberwatch/emberwatch/drivers/profile"
+	"github.com/emberwatch/emberwatch/internal/wire"
+)
+
+// Version is stamped by the build (-ldflags -X).
+var Version = "dev"
+
+// Detector is the agent's view of a device's detection engine
+// (agent/detect): a pure step function over rounds.
+type Detector interface {
+	// Step consumes one round; alerts on stage changes go to emit.
+	Step(at time.Time, readings []drivers.Reading, roundErr error, emit func(wire.Alert))
+	// Stage is the highest stage currently held; watch or above asks for
+	// burst sampling.
+	Stage() wire.Stage
+}
+
+// PollerFactory opens pollers. It returns the link key: devices with the
+// same key share a goroutine (and, for serial lines, the line).
+type PollerFactory interface {
+	NewPoller(dev *DeviceConfig, prof *profile.Profile) (p drivers.Poller, link string, err error)
+	Close() error
+}
+
+// Options wire an agent together; cmd/ember-agent and the demo build them.
+type Options struct {
+	Config    *Config
+	Profiles  *profile.Set
+	Pollers   PollerFactory
+	Publisher Publisher
+	// NewDetector builds a device's detector, or returns nil when the
+	// device has nothing to detect on.
+	NewDetector func(dev *DeviceConfig, prof *profile.Profile, points []*drivers.Point) Detector
+	// OnAlert observes every alert the agent publishes (fallback hooks,
+	// black box, demo output).
+	OnAlert func(wire.Alert)
+	// OnRound observes each processed round (demo output). It runs on the
+	// device's processor goroutine and must not keep r.
+	OnRound func(device string, at time.Time, points []*drivers.Point, readings []drivers.Reading, err error)
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Agent samples, detects and publishes.
+type Agent struct {
+	opts    Options
+	cfg     *Config
+	log     *slog.Logger
+	now     func() time.Time
+	start   time.Time
+	devices []*device
+	links   []*linkLoop
+	dets    map[string]Detector
+	pub     Publisher
+
+	alertMu sync.Mutex
+	alerts  []wire.Alert // recent alerts, newest last (bounded)
+}
+
+// New opens every device's poller. A device whose profile is missing is a
+// config error naming its line; a device that cannot be reached is not:
+// it is polled and marked down until it answers.
+func New(opts Options) (*Agent, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	cfg := opts.Config
+	a := &Agent{opts: opts, cfg: cfg, log: opts.Log, now: opts.Now, pub: opts.Publisher, dets: map[string]Detector{}}
+	var errs []error
+	byLink := map[string]*linkLoop{}
+	var linkOrder []string
+	for i := range cfg.Devices {
+		dc := &cfg.Devices[i]
+		prof, ok := opts.Profiles.Get(dc.Profile)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s:%d: devices[%d].profile: unknown profile %q", cfg.fileName(), cfg.Line(fmt.Sprintf("devices[%d].profile", i)), i, dc.Profile))
+			continue
+		}
+		p, link, err := opts.Pollers.NewPoller(dc, prof)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: devices[%d]: %w", cfg.fileName(), cfg.Line(fmt.Sprintf("devices[%d]", i)), i, err))
+			continue
+		}
+		d := newDevice(dc, p, link, a.tags(dc))
+		a.devices = append(a.devices, d)
+		if opts.NewDetector != nil {
+			if det := opts.NewDetector(dc, prof, d.points); det != nil {
+				a.dets[dc.ID] = det
+			}
+		}
+		l, ok := byLink[link]
+		if !ok {
+			l = &linkLoop{name: link, log: a.log.With("link", link), now: a.now, wake: make(chan struct{}, 1)}
+			byLink[link] = l
+			linkOrder = append(linkOrder, link)
+		}
+		l.devices = append(l.devices, d)
+	}
+	if err := errors.Join(errs...); err != nil {
+		for _, d := range a.devices {
+			d.poller.Close()
+		}
+		return nil, err
+	}
+	for _, k := range linkOrder {
+		a.links = append(a.links, byLink[k])
+	}
+	return a, nil
+}
+
+func (c *Config) fileName() string {
+	if c.doc == nil {
+		return "agent.yaml"
+	}
+	return c.doc.File
+}
+
+// tags are the device's telemetry tags: site, agent, device and its
+// location labels.
+func (a *Agent) tags(dc *DeviceConfig) []wire.Tag {
+	t := []wire.Tag{{Key: "site", Value: a.cfg.Site}, {Key: "agent", Value: a.cfg.AgentID}, {Key: "device", Value: dc.ID}}
+	keys := make([]string, 0, len(dc.Location))
+	for k := range dc.Location {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		t = append(t, wire.Tag{Key: k, Value: dc.Location[k]})
+	}
+	return t
+}
+
+// Run samples until ctx is done, then flushes what is queued.
+func (a *Agent) Run(ctx context.Context) error {
+	a.start = a.now()
+	var sampling, processing sync.WaitGroup
+	pctx, cancelProc := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelProc()
+	for _, d := range a.devices {
+		processing.Go(func() { a.process(pctx, d) })
+	}
+	for _, l := range a.links {
+		sampling.Go(func() { l.run(ctx, a.start) })
+	}
+	processing.Go(func() { a.heartbeats(ctx) })
+	a.log.Info("agent started", "site", a.cfg.Site, "agent", a.cfg.AgentID, "devices", len(a.devices), "links", len(a.links))
+	<-ctx.Done()
+	sampling.Wait()
+	// Sampling has stopped: let processors drain their queues, then stop.
+	for _, d := range a.devices {
+		close(d.out)
+	}
+	processing.Wait()
+	for _, d := range a.devices {
+		d.poller.Close()
+	}
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// process handles one device's rounds in order: detection, telemetry.
+func (a *Agent) process(ctx context.Context, d *device) {
+	det := a.dets[d.id]
+	var idBuf []byte
+	emit := func(al wire.Alert) { a.publishAlert(ctx, d, al) }
+	for r := range d.out {
+		d.noteRound(r)
+		if det != nil {
+			det.Step(r.at, r.readings, r.err, emit)
+			a.setBurst(d, det.Stage() >= wire.StageWatch)
+		}
+		// A dead round is published too: its fault fields tell the
+		// collector the device is down, with the sample's time.
+		lines := d.enc.encode(r)
+		idBuf = telemetryMsgID(idBuf, a.cfg.AgentID, d.id, r.at)
+		if err := a.pub.Publish(ctx, wire.TelemetrySubject(a.cfg.Site, a.cfg.AgentID, d.id), string(idBuf), lines); err != nil {
+			a.log.Warn("telemetry not published", "device", d.id, "err", err)
+		}
+		if a.opts.OnRound != nil {
+			a.opts.OnRound(d.id, r.at, d.points, r.readings, r.err)
+		}
+		d.free <- r
+	}
+}
+
+// setBurst switches a device to its burst period and back.
+func (a *Agent) setBurst(d *device, on bool) {
+	want := int64(0)
+	if on {
+		want = int64(d.cfg.Burst)
+	}
+	if d.burst.Swap(want) != want {
+		a.log.Info("sampling period changed", "device", d.id, "burst", on, "period", d.period())
+		for _, l := range a.links {
+			if l.name == d.link {
+				select {
+				case l.wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// publishAlert completes an alert from the detector and publishes it.
+func (a *Agent) publishAlert(ctx context.Context, d *device, al wire.Alert) {
+	al.Site, al.Agent = a.cfg.Site, a.cfg.AgentID
+	if al.Device == "" {
+		al.Device = d.id
+	}
+	if al.Time.IsZero() {
+		al.Time = a.now().UTC()
+	}
+	if al.ID == "" {
+		al.ID = AlertID(&al)
+	}
+	if al.Signatures == nil {
+		al.Signatures = []wire.Signature{}
+	}
+	data, err := json.Marshal(&al)
+	if err != nil {
+		a.log.Error("alert not encoded", "err", err)
+		return
+	}
+	a.alertMu.Lock()
+	a.alerts = append(a.alerts, al)
+	if len(a.alerts) > 256 {
+		a.alerts = a.alerts[len(a.alerts)-256:]
+	}
+	a.alertMu.Unlock()
+	if err := a.pub.Publish(ctx, wire.AlertSubject(a.cfg.Site, a.cfg.AgentID, al.Device), al.ID, data); err != nil {
+		a.log.Error("alert not published", "device", al.Device, "stage", al.Stage, "err", err)
+	}
+	a.log.Info("alert", "device", al.Device, "component", al.Component, "category", al.Category, "stage", al.Stage, "previous", al.PreviousStage)
+	if a.opts.OnAlert != nil {
+		a.opts.OnAlert(al)
+	}
+}
+
+// AlertID derives an alert id from its content, so that the same stage
+// change published twice is de-duplicated downstream.
+func AlertID(al *wire.Alert) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%s|%d|%d", al.Site, al.Agent, al.Device, al.Component, al.Category, al.Stage, al.SampleTime.UnixNano(), al.PreviousStage)
+	return hex.EncodeToString(h.Sum(nil)[:13])
+}
+
+// heartbeats publishes the agent's health every cfg.Heartbeat.
+func (a *Agent) heartbeats(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		a.publishHeartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Heartbeat returns the agent's current heartbeat document.
+func (a *Agent) Heartbeat() wire.Heartbeat {
+	hb := wire.Heartbeat{Agent: a.cfg.AgentID, Site: a.cfg.Site, Version: Version,
+		Uptime: a.now().Sub(a.start).Seconds(), Time: a.now().UTC()}
+	for _, d := range a.devices {
+		hb.Devices = append(hb.Devices, d.healthReport())
+		hb.Rounds += d.rounds.Load()
+		hb.Overrun += d.overruns.Load()
+		hb.Dropped += d.drops.Load()
+	}
+	return hb
+}
+
+func (a *Agent) publishHeartbeat(ctx context.Context) {
+	hb := a.Heartbeat()
+	data, err := json.Marshal(&hb)
+	if err != nil {
+		return
+	}
+	id := fmt.Sprintf("hb.%s.%d", a.cfg.AgentID, hb.Time.UnixNano())
+	if err := a.pub.Publish(ctx, wire.HeartbeatSubject(a.cfg.Site, a.cfg.AgentID), id, data); err != nil {
+		a.log.Debug("heartbeat not published", "err", err)
+	}
+}
+
+// Stats are per-device sampling counters, for metrics and benchmarks.
+type Stats struct {
+	Device                                     string
+	Rounds, Overruns, Skipped, Drops, Failures uint64
+	Lateness                                   []time.Duration
+}
+
+// Stats returns every device's counters.
+func (a *Agent) Stats() []Stats {
+	var out []Stats
+	for _, d := range a.devices {
+		d.mu.Lock()
+		n := min(d.lateIdx, latenessWindow)
+		late := append([]time.Duration(nil), d.lateness[:n]...)
+		d.mu.Unlock()
+		out = append(out, Stats{Device: d.id, Rounds: d.rounds.Load(), Overruns: d.overruns.Load(),
+			Skipped: d.skipped.Load(), Drops: d.drops.Load(), Failures: d.failures.Load(), Lateness: late})
+	}
+	return out
+}

@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emberwatch/emberwatch/drivers"
+	"github.com/emberwatch/emberwatch/internal/wire"
+)
+
+// round is one sampling round of one device, a reusable buffer.
+type round struct {
+	due      time.Time // the deadline it was sampled for
+	at       time.Time // when polling started (the sample's timestamp)
+	dur      time.Duration
+	err      error
+	readings []drivers.Reading
+	drill    bool
+}
+
+// queueDepth is how many rounds may wait for the processor per device.
+const queueDepth = 8
+
+// device is the runtime of one configured device.
+type device struct {
+	id     string
+	cfg    *DeviceConfig
+	poller drivers.Poller
+	points []*drivers.Point
+	link   string
+
+	dl    deadline
+	burst atomic.Int64 // burst period in ns; 0 = normal period
+
+	free chan *round // rounds ready to be filled
+	out  chan *round // rounds waiting for the processor
+
+	enc encoder
+
+	rounds, overruns, skipped, drops, failures atomic.Uint64
+
+	mu        sync.Mutex
+	health    string
+	lastAt    time.Time
+	lastErr   string
+	faulted   int
+	lateness  [latenessWindow]time.Duration // recent start lateness (ring), for jitter figures
+	lateIdx   int
+	latencyNS atomic.Int64 // last poll duration
+}
+
+func newDevice(cfg *DeviceConfig, p drivers.Poller, link string, tags []wire.Tag) *device {
+	d := &device{id: cfg.ID, cfg: cfg, poller: p, points: p.Points(), link: link,
+		free: make(chan *round, queueDepth), out: make(chan *round, queueDepth),
+		health: wire.HealthDown}
+	for range queueDepth {
+		d.free <- &round{readings: make([]drivers.Reading, len(d.points))}
+	}
+	d.enc = newEncoder(tags, d.points)
+	return d
+}
+
+// acquire returns a buffer for the next round. When every buffer is queued
+// the oldest queued round is dropped: sampling never waits for the network.
+func (d *device) acquire() *round {
+	select {
+	case r := <-d.free:
+		return r
+	default:
+	}
+	select {
+	case r := <-d.out:
+		d.drops.Add(1)
+		return r
+	case r := <-d.free:
+		return r
+	}
+}
+
+// period is the current sampling period (burst when set).
+func (d *device) period() time.Duration {
+	if b := d.burst.Load(); b > 0 && time.Duration(b) < d.cfg.Period {
+		return time.Duration(b)
+	}
+	return d.cfg.Period
+}
+
+func (d *device) noteRound(r *round) {
+	faulted := 0
+	for i := range r.readings {
+		if r.readings[i].Fault != drivers.FaultNone {
+			faulted++
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.faulted = faulted
+	switch {
+	case r.err != nil:
+		d.health = wire.HealthDown
+		d.lastErr = r.err.Error()
+	case faulted > 0:
+		d.health = wire.HealthDegraded
+		d.lastErr = ""
+		d.lastAt = r.at
+	default:
+		d.health = wire.HealthOK
+		d.lastErr = ""
+		d.lastAt = r.at
+	}
+}
+
+func (d *device) healthReport() wire.DeviceHealth {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return wire.DeviceHealth{Device: d.id, Health: d.health, LastSample: d.lastAt, Error: d.lastErr, Faults: d.faulted}
+}
+
+// encoder turns rounds into line protocol without allocating: points are
+// grouped by component once, and each group's tag prefix is prebuilt.
+type encoder struct {
+	points []*drivers.Point
+	groups []group
+	buf    []byte
+}
+
+type group struct {
+	prefix  []byte // "ember,tags... "
+	indices []int  // points of this component, in profile order
+}
+
+func newEncoder(base []wire.Tag, points []*drivers.Point) encoder {
+	e := encoder{points: points}
+	byComp := map[string][]int{}
+	var comps []string
+	for i, p := range points {
+		if _, ok := byComp[p.Component]; !ok {
+			comps = append(comps, p.Component)
+		}
+		byComp[p.Component] = append(byComp[p.Component], i)
+	}
+	for _, c := range comps {
+		tags := append([]wire.Tag(nil), base...)
+		if c != "" {
+			tags = append(tags, wire.Tag{Key: "component", Value: c})
+		}
+		sort.Slice(tags, func(i, j int) bool { return tags[i].Key < tags[j].Key })
+		e.groups = append(e.groups, group{prefix: wire.AppendLineStart(nil, tags), indices: byComp[c]})
+	}
+	e.buf = make([]byte, 0, 64*len(points)+256)
+	return e
+}
+
+// encode returns the round's lines; the slice is reused by the next call.
+func (e *encoder) encode(r *round) []byte {
+	b := e.buf[:0]
+	for gi := range e.groups {
+		g := &e.groups[gi]
+		b = append(b, g.prefix...)
+		first := true
+		for _, i := range g.indices {
+			rd := &r.readings[i]
+			p := e.points[i]
+			switch {
+			case rd.Fault != drivers.FaultNone:
+				b = appendFaultField(b, first, p.Field, rd.Fault.String())
+			case p.Kind == drivers.KindString:
+				b = wire.AppendStringField(b, first, p.Field, rd.Text)
+			default:
+				b = wire.AppendFloatField(b, first, p.Field, rd.Value)
+			}
+			first = false
+		}
+		if r.drill {
+			b = wire.AppendFloatField(b, false, "drill", 1)
+		}
+		b = wire.AppendTimestamp(b, r.at)
+	}
+	e.buf = b
+	return b
+}
+
+func appendFaultField(b []byte, first bool, field, fault string) []byte {
+	if !first {
+		b = append(b, ',')
+	}
+	b = append(b, field...)
+	b = append(b, wire.FaultSuffix...)
+	b = append(b, '=', '"')
+	b = append(b, fault...)
+	return append(b, '"')
+}

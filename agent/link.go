@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// linkLoop owns one link (serial line or TCP endpoint) and polls its
+// devices in turn, each on its own deadlines.
+type linkLoop struct {
+	name    string
+	devices []*device
+	log     *slog.Logger
+	now     func() time.Time
+	wake    chan struct{} // a device's period changed
+}
+
+func (l *linkLoop) run(ctx context.Context, start time.Time) {
+	for i, d := range l.devices {
+		// Spread devices sharing a link over their first period so they do
+		// not all fire on the same instant.
+		off := time.Duration(i) * d.cfg.Period / time.Duration(len(l.devices))
+		d.dl = newDeadline(start.Add(off), d.cfg.Period)
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		next := l.devices[0]
+		for _, d := range l.devices[1:] {
+			if d.dl.Next().Before(next.dl.Next()) {
+				next = d
+			}
+		}
+		if wait := next.dl.Next().Sub(l.now()); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.wake:
+				if !timer.Stop() {
+					<-timer.C
+				}
+				l.applyPeriods()
+				continue
+			case <-timer.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		l.poll(ctx, next)
+	}
+}
+
+func (l *linkLoop) applyPeriods() {
+	for _, d := range l.devices {
+		d.dl.SetPeriod(d.period())
+	}
+}
+
+func (l *linkLoop) poll(ctx context.Context, d *device) {
+	r := d.acquire()
+	r.due = d.dl.Next()
+	r.at = l.now()
+	r.drill = false
+	r.err = d.poller.Poll(ctx, r.readings)
+	end := l.now()
+	r.dur = end.Sub(r.at)
+	d.rounds.Add(1)
+	if r.err != nil {
+		d.failures.Add(1)
+	}
+	d.recordLateness(r.at.Sub(r.due))
+	d.out <- r // never blocks: at most queueDepth rounds exist
+	if skipped := d.dl.Advance(end); skipped > 0 {
+		d.overruns.Add(1)
+		d.skipped.Add(uint64(skipped))
+	}
+	if p := d.period(); p != d.dl.period {
+		d.dl.SetPeriod(p)
+	}
+}
+
+// latenessWindow is how many recent start delays each device keeps.
+const latenessWindow = 512
+
+func (d *device) recordLateness(late time.Duration) {
+	d.mu.Lock()
+	d.lateness[d.lateIdx%latenessWindow] = late
+	d.lateIdx++
+	d.mu.Unlock()
+}

@@ -1,0 +1,60 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/emberwatch/emberwatch/drivers/profile"
+	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
+)
+
+// LoadProfiles loads the built-in profiles and, when dir is set, the
+// user's profiles on top of them.
+func LoadProfiles(log *slog.Logger, dir string) (*profile.Set, error) {
+	if dir == "" {
+		return profile.Load(log, firmwareprofiles.FS)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("profiles_dir: %w", err)
+	}
+	return profile.Load(log, firmwareprofiles.FS, os.DirFS(dir))
+}
+
+// Main is ember-agent: load config and profiles, connect, run until ctx is
+// done. With check it only validates.
+func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) error {
+	cfg, err := LoadConfig(cfgFile)
+	if err != nil {
+		return err
+	}
+	profiles, err := LoadProfiles(log, cfg.ProfilesDir)
+	if err != nil {
+		return err
+	}
+	if check {
+		for i, d := range cfg.Devices {
+			if _, ok := profiles.Get(d.Profile); !ok {
+				return fmt.Errorf("%s:%d: devices[%d].profile: unknown profile %q", cfgFile, cfg.Line(fmt.Sprintf("devices[%d].profile", i)), i, d.Profile)
+			}
+		}
+		fmt.Fprintf(os.Stdout, "%s: ok (%d devices)\n", cfgFile, len(cfg.Devices))
+		return nil
+	}
+	nc, err := ConnectNATS(cfg.NATS, "ember-agent "+cfg.AgentID)
+	if err != nil {
+		return err
+	}
+	defer nc.Drain()
+	ds := NewDriverSet(log, nil)
+	defer ds.Close()
+	a, err := New(Options{
+		Config: cfg, Profiles: profiles, Pollers: ds, Publisher: NewNATSPublisher(nc),
+		NewDetector: DefaultDetector(cfg), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
