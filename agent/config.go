@@ -203,6 +203,12 @@ func (c *Config) validate(d *confpos.Doc) {
 		}
 		if dev.SNMP != nil {
 			n++
+			dev.SNMP.Name = dev.ID
+			resolveSecret(d, key+".snmp.community", &dev.SNMP.Community)
+			if v3 := dev.SNMP.V3; v3 != nil {
+				resolveSecret(d, key+".snmp.v3.auth_passphrase", &v3.AuthPassphrase)
+				resolveSecret(d, key+".snmp.v3.priv_passphrase", &v3.PrivPassphrase)
+			}
 			d.Check(key+".snmp", dev.SNMP.Validate())
 		}
 		if dev.Local != nil {
@@ -225,6 +231,17 @@ func (c *Config) validate(d *confpos.Doc) {
 			d.Errorf(key, "needs exactly one of exec, url or subject, has %d", n)
 		}
 	}
+}
+
+// resolveSecret replaces a "${ENV}" or "file:/path" value by the secret
+// it names. Secrets never appear in messages.
+func resolveSecret(d *confpos.Doc, key string, v *string) {
+	s, err := confpos.Secret(*v)
+	if err != nil {
+		d.Errorf(key, "%v", err)
+		return
+	}
+	*v = s
 }
 
 // Line returns the line of a config key (for errors found after loading).
