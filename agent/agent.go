@@ -201,6 +201,30 @@ func (a *Agent) process(ctx context.Context, d *device) {
 	}
 }
 
+// PollNow asks for an immediate out-of-turn round of a device (a trap said
+// something changed). It reports whether the device exists.
+func (a *Agent) PollNow(deviceID string) bool {
+	for _, d := range a.devices {
+		if d.id == deviceID {
+			d.pollNow.Store(true)
+			a.wakeLink(d.link)
+			return true
+		}
+	}
+	return false
+}
+
+func (a *Agent) wakeLink(link string) {
+	for _, l := range a.links {
+		if l.name == link {
+			select {
+			case l.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
 // setBurst switches a device to its burst period and back.
 func (a *Agent) setBurst(d *device, on bool) {
 	want := int64(0)
@@ -209,14 +233,7 @@ func (a *Agent) setBurst(d *device, on bool) {
 	}
 	if d.burst.Swap(want) != want {
 		a.log.Info("sampling period changed", "device", d.id, "burst", on, "period", d.period())
-		for _, l := range a.links {
-			if l.name == d.link {
-				select {
-				case l.wake <- struct{}{}:
-				default:
-				}
-			}
-		}
+		a.wakeLink(d.link)
 	}
 }
 

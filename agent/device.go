@@ -31,8 +31,9 @@ type device struct {
 	points []*drivers.Point
 	link   string
 
-	dl    deadline
-	burst atomic.Int64 // burst period in ns; 0 = normal period
+	dl      deadline
+	burst   atomic.Int64 // burst period in ns; 0 = normal period
+	pollNow atomic.Bool  // poll out of turn (a trap arrived)
 
 	free chan *round // rounds ready to be filled
 	out  chan *round // rounds waiting for the processor

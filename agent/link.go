@@ -42,6 +42,7 @@ func (l *linkLoop) run(ctx context.Context, start time.Time) {
 					<-timer.C
 				}
 				l.applyPeriods()
+				l.pollRequested(ctx)
 				continue
 			case <-timer.C:
 			}
@@ -53,6 +54,16 @@ func (l *linkLoop) run(ctx context.Context, start time.Time) {
 	}
 }
 
+// pollRequested polls, out of turn, devices that asked for it (a trap
+// arrived); their regular deadlines are kept.
+func (l *linkLoop) pollRequested(ctx context.Context) {
+	for _, d := range l.devices {
+		if d.pollNow.Swap(false) && ctx.Err() == nil {
+			l.pollOnce(ctx, d)
+		}
+	}
+}
+
 func (l *linkLoop) applyPeriods() {
 	for _, d := range l.devices {
 		d.dl.SetPeriod(d.period())
@@ -60,19 +71,7 @@ func (l *linkLoop) applyPeriods() {
 }
 
 func (l *linkLoop) poll(ctx context.Context, d *device) {
-	r := d.acquire()
-	r.due = d.dl.Next()
-	r.at = l.now()
-	r.drill = false
-	r.err = d.poller.Poll(ctx, r.readings)
-	end := l.now()
-	r.dur = end.Sub(r.at)
-	d.rounds.Add(1)
-	if r.err != nil {
-		d.failures.Add(1)
-	}
-	d.recordLateness(r.at.Sub(r.due))
-	d.out <- r // never blocks: at most queueDepth rounds exist
+	end := l.pollOnce(ctx, d)
 	if skipped := d.dl.Advance(end); skipped > 0 {
 		d.overruns.Add(1)
 		d.skipped.Add(uint64(skipped))
@@ -80,6 +79,24 @@ func (l *linkLoop) poll(ctx context.Context, d *device) {
 	if p := d.period(); p != d.dl.period {
 		d.dl.SetPeriod(p)
 	}
+}
+
+// pollOnce samples d and hands the round to its processor.
+func (l *linkLoop) pollOnce(ctx context.Context, d *device) (end time.Time) {
+	r := d.acquire()
+	r.due = d.dl.Next()
+	r.at = l.now()
+	r.drill = false
+	r.err = d.poller.Poll(ctx, r.readings)
+	end = l.now()
+	r.dur = end.Sub(r.at)
+	d.rounds.Add(1)
+	if r.err != nil {
+		d.failures.Add(1)
+	}
+	d.recordLateness(r.at.Sub(r.due))
+	d.out <- r // never blocks: at most queueDepth rounds exist
+	return end
 }
 
 // latenessWindow is how many recent start delays each device keeps.
