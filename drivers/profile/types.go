@@ -33,6 +33,9 @@ type Profile struct {
 
 	// File is where the profile was loaded from (set by the loader).
 	File string `yaml:"-"`
+	// lines maps key paths ("points[3].scale") to their YAML line (set by
+	// the loader); see KeyLine.
+	lines map[string]int
 }
 
 // Match holds what a device's identity must look like for this profile.
