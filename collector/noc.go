@@ -1,0 +1,259 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emberwatch/emberwatch/internal/wire"
+)
+
+// NOC fan-out: alerts already go to every NATS subscriber; these sinks
+// push them to HTTP consumers. Each sink has its own worker and bounded
+// queue so that a dead endpoint delays only itself. Enqueuing blocks when
+// the queue is full, which stalls the alert consumer (JetStream keeps the
+// backlog) instead of dropping alerts.
+
+// Sign returns the Ember-Signature header value for body at time t:
+// "t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>".
+func Sign(secret []byte, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(ts))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifySignature checks an Ember-Signature header against body, refusing
+// signatures older than maxAge (replay protection for receivers).
+func VerifySignature(secret []byte, header string, body []byte, now time.Time, maxAge time.Duration) error {
+	var ts, sig string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sig = v
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sig == "" {
+		return fmt.Errorf("ember signature: malformed header %q", header)
+	}
+	t := time.Unix(sec, 0)
+	if d := now.Sub(t); d > maxAge || d < -maxAge {
+		return fmt.Errorf("ember signature: timestamp %s outside ±%v", t.UTC().Format(time.RFC3339), maxAge)
+	}
+	want := Sign(secret, t, body)
+	if !hmac.Equal([]byte(want[strings.Index(want, "v1=")+3:]), []byte(sig)) {
+		return fmt.Errorf("ember signature: mismatch")
+	}
+	return nil
+}
+
+type sink interface {
+	name() string
+	send(ctx context.Context, a wire.Alert) error
+}
+
+type webhookSink struct {
+	url    string
+	secret []byte
+	hc     *http.Client
+	now    func() time.Time
+}
+
+func (w *webhookSink) name() string { return "webhook " + w.url }
+
+func (w *webhookSink) send(ctx context.Context, a wire.Alert) error {
+	body, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Ember-Signature", Sign(w.secret, w.now(), body))
+	return doPost(w.hc, req)
+}
+
+func doPost(hc *http.Client, req *http.Request) error {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// alertmanagerSink posts to Prometheus Alertmanager's /api/v2/alerts.
+type alertmanagerSink struct {
+	base string
+	hc   *http.Client
+	now  func() time.Time
+}
+
+func (s *alertmanagerSink) name() string { return "alertmanager " + s.base }
+
+// AMAlert is one alert in Alertmanager's v2 API.
+type AMAlert struct {
+	Labels       map[string]string `json:"labels"`
+	Annotations  map[string]string `json:"annotations"`
+	StartsAt     time.Time         `json:"startsAt"`
+	EndsAt       *time.Time        `json:"endsAt,omitempty"`
+	GeneratorURL string            `json:"generatorURL,omitempty"`
+}
+
+// AlertmanagerAlert maps an ember alert to Alertmanager's model: the labels
+// identify the condition, so that a later "normal" (EndsAt set) resolves it.
+func AlertmanagerAlert(a wire.Alert, now time.Time) AMAlert {
+	sev := a.Stage.String()
+	labels := map[string]string{
+		"alertname": "ember_" + a.Category,
+		"site":      a.Site, "agent": a.Agent, "device": a.Device,
+		"category": a.Category, "severity": sev,
+	}
+	if a.Component != "" {
+		labels["component"] = a.Component
+	}
+	if a.Drill {
+		labels["drill"] = "true"
+	}
+	var sigs []string
+	for _, s := range a.Signatures {
+		sigs = append(sigs, fmt.Sprintf("%s=%g%s (threshold %g)", s.Kind, s.Value, s.Unit, s.Threshold))
+	}
+	ann := map[string]string{"alert_id": a.ID, "signatures": strings.Join(sigs, "; ")}
+	if a.Summary != "" {
+		ann["summary"] = a.Summary
+	}
+	start := a.SampleTime
+	if start.IsZero() {
+		start = a.Time
+	}
+	am := AMAlert{Labels: labels, Annotations: ann, StartsAt: start}
+	if a.Stage == wire.StageNormal {
+		// Resolved: severity label must match the firing alert, which we
+		// do not know here; Alertmanager keys on all labels, so drop it.
+		delete(labels, "severity")
+		end := now
+		am.EndsAt = &end
+	}
+	return am
+}
+
+func (s *alertmanagerSink) send(ctx context.Context, a wire.Alert) error {
+	body, err := json.Marshal([]AMAlert{AlertmanagerAlert(a, s.now())})
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.base, "/")+"/api/v2/alerts", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return doPost(s.hc, req)
+}
+
+// fanout runs one worker per sink.
+type fanout struct {
+	log      *slog.Logger
+	minStage wire.Stage
+	sinks    []sink
+	queues   []chan wire.Alert
+	attempts int
+	backoff  time.Duration
+	wg       sync.WaitGroup
+}
+
+func newFanout(cfg NOCConfig, log *slog.Logger, now func() time.Time) *fanout {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	f := &fanout{log: log, minStage: cfg.minStage, attempts: 6, backoff: 500 * time.Millisecond}
+	for _, w := range cfg.Webhooks {
+		f.sinks = append(f.sinks, &webhookSink{url: w.URL, secret: []byte(w.Secret), hc: hc, now: now})
+	}
+	if cfg.AlertmanagerURL != "" {
+		f.sinks = append(f.sinks, &alertmanagerSink{base: cfg.AlertmanagerURL, hc: hc, now: now})
+	}
+	return f
+}
+
+func (f *fanout) start(ctx context.Context) {
+	for _, s := range f.sinks {
+		q := make(chan wire.Alert, 256)
+		f.queues = append(f.queues, q)
+		f.wg.Go(func() { f.work(ctx, s, q) })
+	}
+}
+
+// wanted says whether an alert goes to the sinks: stage changes at or above
+// the minimum, and clears (normal) of anything.
+func (f *fanout) wanted(a wire.Alert) bool {
+	if a.Ack != nil {
+		return true
+	}
+	if a.Stage == wire.StageNormal {
+		return a.PreviousStage >= f.minStage
+	}
+	return a.Stage >= f.minStage
+}
+
+// enqueue hands an alert to every sink; it blocks while a queue is full.
+func (f *fanout) enqueue(ctx context.Context, a wire.Alert) error {
+	if !f.wanted(a) {
+		return nil
+	}
+	for _, q := range f.queues {
+		select {
+		case q <- a:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (f *fanout) work(ctx context.Context, s sink, q chan wire.Alert) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case a := <-q:
+			delay := f.backoff
+			for attempt := 1; ; attempt++ {
+				err := s.send(ctx, a)
+				if err == nil {
+					break
+				}
+				if attempt >= f.attempts || ctx.Err() != nil {
+					f.log.Error("noc delivery failed; giving up on this alert", "sink", s.name(), "alert", a.ID, "attempts", attempt, "err", err)
+					break
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(delay):
+				}
+				delay *= 2
+			}
+		}
+	}
+}
