@@ -77,7 +77,7 @@ func validateLocal(p *Profile, ps *Problems) {
 			if addrs == nil {
 				add("local.default_address", "driver %s is not on I2C", o.Driver)
 			} else {
-				add("local.default_address", "%#x is not one of the %s addresses %s", o.Address, chip, localFmtAddrs(addrs))
+				add("local.default_address", "%#x is not one of the %s addresses %s", o.Address, o.Driver, localFmtAddrs(addrs))
 			}
 		}
 	}
@@ -168,11 +168,12 @@ func localADC(add func(string, string, ...any), k string, pt *Point, chans map[i
 		}
 		chans[*pt.Channel] = pt.Name
 	}
-	fsr := pt.FullScale
+	fsr, known := pt.FullScale, true
 	if fsr == 0 {
 		fsr = 2.048
 	} else if !localHas(LocalFullScales, fsr) {
 		add(k+".full_scale", "%g is not one of %v (volts)", fsr, LocalFullScales)
+		known = false
 	}
 	// Convert an input threshold to volts at the ADC pin.
 	volts := func(x float64) float64 { return x }
@@ -184,6 +185,7 @@ func localADC(add func(string, string, ...any), k string, pt *Point, chans map[i
 	case "current":
 		if !(pt.ShuntOhms > 0) {
 			add(k+".shunt_ohms", "required and > 0 for input current (the loop's shunt resistor)")
+			known = false
 		} else {
 			volts = func(x float64) float64 { return x / 1000 * pt.ShuntOhms }
 		}
@@ -195,7 +197,7 @@ func localADC(add func(string, string, ...any), k string, pt *Point, chans map[i
 	}
 	// The ADC must be able to see the fault level, or a failed-high
 	// transmitter would read as saturated instead of as a sensor fault.
-	if pt.FaultAbove != nil && volts(*pt.FaultAbove) > fsr {
+	if known && pt.FaultAbove != nil && volts(*pt.FaultAbove) > fsr {
 		add(k+".full_scale", "%g V saturates below fault_above (%g V at the ADC input)", fsr, volts(*pt.FaultAbove))
 	}
 	if len(pt.Curve) > 0 {

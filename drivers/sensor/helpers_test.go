@@ -7,10 +7,10 @@ import (
 	"math"
 	"testing"
 
-	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	"github.com/emberwatch/emberwatch/drivers/sensor"
+	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
 	"periph.io/x/conn/v3/gpio"
 	"periph.io/x/conn/v3/gpio/gpiotest"
 	"periph.io/x/conn/v3/i2c"
