@@ -671,23 +671,48 @@ func (p *Policy) add(key string, ev *Evac) {
 	}
 }
 
-// Restore installs an evacuation record written by the leader (KV sync).
-// It replaces whatever this policy holds for the same domain.
-func (p *Policy) Restore(ev Evac) {
+// rank orders states by progress, so that a stale copy never overwrites a
+// newer one.
+func rank(state string) int {
+	switch state {
+	case StatePrestaged:
+		return 0
+	case StateHolding, StateBlocked:
+		return 1
+	case StateEvacuating:
+		return 2
+	}
+	return 3
+}
+
+// Restore installs an evacuation record from the EMBER_EVAC KV bucket.
+// Authoritative records (a follower syncing from the leader, or a new
+// leader reading what its predecessor did) replace whatever this policy
+// holds for that domain, so every collector converges on the leader's id.
+// Non-authoritative ones (a leader seeing the echo of its own writes) are
+// installed only if newer than the local copy. It reports whether the
+// record was installed.
+func (p *Policy) Restore(ev Evac, authoritative bool) bool {
 	c := ev.clone()
 	key := dkey(c.Domain, c.Drill)
-	if cur := p.active[key]; cur != nil && cur.ID != c.ID {
-		delete(p.byID, cur.ID) // our own guess at the id lost to the leader's
-	}
 	if old, ok := p.byID[c.ID]; ok {
+		if !authoritative && (rank(c.State) < rank(old.State) || (rank(c.State) == rank(old.State) && !c.Updated.After(old.Updated))) {
+			return false
+		}
 		*old = *c
 		c = old
 	} else {
+		if cur := p.active[key]; cur != nil && !c.terminal() {
+			if !authoritative {
+				return false
+			}
+			delete(p.byID, cur.ID) // our own guess at the id lost to the leader's
+		}
 		p.byID[c.ID] = c
 		p.order = append(p.order, c.ID)
 	}
 	if c.terminal() {
-		if cur := p.active[key]; cur == nil || cur.ID == c.ID {
+		if cur := p.active[key]; cur != nil && cur.ID == c.ID {
 			delete(p.active, key)
 		}
 		if c.State == StateAborted {
@@ -696,12 +721,13 @@ func (p *Policy) Restore(ev Evac) {
 				ds.votes = nil
 			}
 		}
-		return
+		return true
 	}
 	p.active[key] = c
 	if !c.Drill && c.State == StateEvacuating {
 		p.started[c.Domain] = c.EvacuateStart
 	}
+	return true
 }
 
 // Get returns a copy of an evacuation.

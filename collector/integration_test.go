@@ -1,0 +1,327 @@
+package collector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emberwatch/emberwatch/internal/testenv"
+	"github.com/emberwatch/emberwatch/internal/wire"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func cellTemp(round int) func(int) float64 {
+	return func(cell int) float64 { return 25 + float64(cell)/10 + float64(round)/100 }
+}
+
+// countSamples returns how many distinct (series, time) points of
+// temperature.celsius InfluxDB holds for the device.
+func countPoints(t *testing.T, in *testenv.Influx, device string) int {
+	t.Helper()
+	rows := in.Query(t, fmt.Sprintf(`SELECT count("temperature.celsius") FROM ember WHERE device='%s'`, device))
+	if len(rows) == 0 {
+		return 0
+	}
+	n, _ := rows[0][1].(json.Number).Int64()
+	return int(n)
+}
+
+// Points written through NATS and the collector are read back equal.
+func TestStoreRoundTrip(t *testing.T) {
+	in := testenv.StartInflux(t)
+	srv := testenv.NATS(t)
+	c := startCollector(t, srv.ClientURL(), in, nil)
+	_, js := connect(t, srv.ClientURL())
+
+	base := time.Date(2026, 11, 22, 4, 0, 0, 250_000_000, time.UTC)
+	const rounds, cells = 20, 8
+	for r := range rounds {
+		publishTelemetry(t, js, "s1", "gw-01", "rack-a1", base.Add(time.Duration(r)*time.Second),
+			telemetry("s1", "gw-01", "rack-a1", "07", base.Add(time.Duration(r)*time.Second), cells, cellTemp(r)))
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != rounds*cells {
+			return fmt.Errorf("%d cell points in influx, want %d", n, rounds*cells)
+		}
+		return nil
+	})
+	rows := in.Query(t, `SELECT "temperature.celsius", "voltage.volts", rack, room FROM ember WHERE component='string/1/module/1/cell/3' ORDER BY time`)
+	if len(rows) != rounds {
+		t.Fatalf("%d rows for cell 3, want %d", len(rows), rounds)
+	}
+	for r, row := range rows {
+		ts, _ := row[0].(json.Number).Int64()
+		temp, _ := row[1].(json.Number).Float64()
+		volts, _ := row[2].(json.Number).Float64()
+		if ts != base.Add(time.Duration(r)*time.Second).UnixNano() || temp != cellTemp(r)(3) || volts != 3.903 || row[3] != "07" || row[4] != "ups-2" {
+			t.Errorf("row %d = %v, want ts %d temp %v volts 3.903 rack 07 room ups-2", r, row, base.Add(time.Duration(r)*time.Second).UnixNano(), cellTemp(r)(3))
+		}
+	}
+	// Device-level fields too.
+	dev := in.Query(t, `SELECT "battery.charge.percent" FROM ember WHERE device='rack-a1' AND component='' ORDER BY time LIMIT 1`)
+	if len(dev) != 1 || dev[0][1].(json.Number).String() != "97" {
+		t.Errorf("device-level row %v", dev)
+	}
+	// Nothing pending in the durable consumer once stored.
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		ci, err := js.Consumer(context.Background(), StreamTelemetry, c.consumerName("telemetry"))
+		if err != nil {
+			return err
+		}
+		info, err := ci.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.NumAckPending != 0 || info.NumPending != 0 {
+			return fmt.Errorf("consumer pending %d ack-pending %d", info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+}
+
+// Bad lines never reach the ember measurement: they are kept in
+// ember_quarantine with the reason, and the good lines of the message are
+// stored.
+func TestQuarantine(t *testing.T) {
+	in := testenv.StartInflux(t)
+	srv := testenv.NATS(t)
+	c := startCollector(t, srv.ClientURL(), in, nil)
+	_, js := connect(t, srv.ClientURL())
+	now := time.Now()
+	payload := fmt.Sprintf("ember,site=s1,agent=gw-01,device=d1 v=1 %d\n", now.UnixNano()) +
+		"ember,site=s1,agent=gw-01,device=d1 v=2\n" + // no timestamp
+		fmt.Sprintf("ember,site=s1,agent=gw-01,device=d1 v=3 %d\n", now.Add(time.Hour).UnixNano()) +
+		"ember,site=s1,agent=gw-01,device=d1 v=4 1000\n" + // 1970: RTC unset
+		fmt.Sprintf("ember,site=s1,agent=evil,device=d1 v=5 %d\n", now.UnixNano()+1) + // forged agent tag
+		fmt.Sprintf("ember,site=s1,agent=gw-01,device=d1 v= %d\n", now.UnixNano()+2) + // malformed
+		fmt.Sprintf("ember v=7 %d\n", now.UnixNano()+3) // tags filled from the subject
+	publishTelemetry(t, js, "s1", "gw-01", "d1", now, []byte(payload))
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if got := c.Stats().LinesStored; got != 7 {
+			return fmt.Errorf("lines stored %d", got)
+		}
+		return nil
+	})
+	rows := in.Query(t, `SELECT v, agent, device FROM ember ORDER BY time`)
+	if len(rows) != 2 || rows[0][1].(json.Number).String() != "1" || rows[1][1].(json.Number).String() != "7" ||
+		rows[1][2] != "gw-01" || rows[1][3] != "d1" {
+		t.Errorf("ember rows %v, want v=1 and v=7 (with agent/device tags added)", rows)
+	}
+	reasons := map[string]int{}
+	for _, s := range in.Series(t, `SELECT count(line) FROM ember_quarantine GROUP BY reason`) {
+		n, _ := s.Values[0][1].(json.Number).Int64()
+		reasons[s.Tags["reason"]] = int(n)
+	}
+	want := map[string]int{"no_timestamp": 1, "future_timestamp": 1, "clock_unset": 1, "tag_mismatch": 1, "malformed": 1}
+	if fmt.Sprint(reasons) != fmt.Sprint(want) {
+		t.Errorf("quarantine reasons %v, want %v", reasons, want)
+	}
+}
+
+// publishRounds publishes rounds of telemetry in the background, at most
+// every gap, and returns when done.
+func publishRounds(t *testing.T, js jetstream.JetStream, device string, base time.Time, rounds, cells int, gap time.Duration) {
+	for r := range rounds {
+		ts := base.Add(time.Duration(r) * time.Second)
+		publishTelemetry(t, js, "s1", "gw-01", device, ts, telemetry("s1", "gw-01", device, "07", ts, cells, cellTemp(r)))
+		if gap > 0 {
+			time.Sleep(gap)
+		}
+	}
+}
+
+func outageTest(t *testing.T, outage time.Duration) {
+	in := testenv.StartInflux(t)
+	srv := testenv.NATS(t)
+	c := startCollector(t, srv.ClientURL(), in, func(cfg *Config) {
+		cfg.NATS.AckWait = "2s" // shorter than the outage: in-progress keeps messages from redelivery
+		cfg.NATS.MaxInFlight = 64
+	})
+	_, js := connect(t, srv.ClientURL())
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	const cells = 4
+	publishRounds(t, js, "rack-a1", base, 10, cells, 0)
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != 10*cells {
+			return fmt.Errorf("%d points before the outage", n)
+		}
+		return nil
+	})
+	in.Stop()
+	rounds := 10 + int(outage/(50*time.Millisecond))
+	start := time.Now()
+	for r := 10; r < rounds; r++ {
+		ts := base.Add(time.Duration(r) * time.Second)
+		publishTelemetry(t, js, "s1", "gw-01", "rack-a1", ts, telemetry("s1", "gw-01", "rack-a1", "07", ts, cells, cellTemp(r)))
+		time.Sleep(time.Until(start.Add(time.Duration(r-10) * outage / time.Duration(rounds-10))))
+	}
+	if !c.Stats().InfluxDown {
+		t.Error("collector does not report InfluxDB down during the outage")
+	}
+	in.Start()
+	testenv.WaitFor(t, 60*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != rounds*cells {
+			return fmt.Errorf("%d points after the outage, want %d", n, rounds*cells)
+		}
+		return nil
+	})
+	// None twice: one row per (cell, round).
+	rows := in.Series(t, `SELECT count("temperature.celsius") FROM ember WHERE device='rack-a1' GROUP BY component`)
+	for _, s := range rows {
+		if n := s.Values[0][1].(json.Number).String(); n != strconv.Itoa(rounds) {
+			t.Errorf("component %s: %s points, want %d", s.Tags["component"], n, rounds)
+		}
+	}
+	if len(rows) != cells {
+		t.Errorf("%d cell series, want %d", len(rows), cells)
+	}
+}
+
+// InfluxDB stops while telemetry keeps coming, then comes back: every
+// sample arrives once.
+func TestInfluxOutage(t *testing.T) { outageTest(t, 5*time.Second) }
+
+func TestInfluxOutageLong(t *testing.T) {
+	if testing.Short() {
+		t.Skip("60 s outage; skipped with -short")
+	}
+	outageTest(t, 60*time.Second)
+}
+
+// Two collectors share the telemetry consumer; one crashes mid-stream
+// (its connection dies without acking what it holds): nothing is lost.
+func TestTwoCollectorsOneCrashes(t *testing.T) {
+	in := testenv.StartInflux(t)
+	srv := testenv.NATS(t)
+	mod := func(id string) func(*Config) {
+		return func(cfg *Config) {
+			cfg.CollectorID = id
+			cfg.NATS.AckWait = "2s"
+			cfg.NATS.MaxInFlight = 32
+			cfg.Influx.FlushInterval = "200ms"
+		}
+	}
+	a := startCollector(t, srv.ClientURL(), in, mod("col-a"))
+	b := startCollector(t, srv.ClientURL(), in, mod("col-b"))
+	_, js := connect(t, srv.ClientURL())
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	const rounds, cells = 400, 4
+	var published atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for r := range rounds {
+			ts := base.Add(time.Duration(r) * time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err := js.Publish(ctx, wire.TelemetrySubject("s1", "gw-01", "rack-a1"),
+				telemetry("s1", "gw-01", "rack-a1", "07", ts, cells, cellTemp(r)), jetstream.WithMsgID(strconv.Itoa(r)))
+			cancel()
+			if err != nil {
+				t.Errorf("publish: %v", err)
+				return
+			}
+			published.Add(1)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if published.Load() < rounds/3 || a.Stats().LinesStored == 0 || b.Stats().LinesStored == 0 {
+			return fmt.Errorf("published %d, a stored %d, b stored %d", published.Load(), a.Stats().LinesStored, b.Stats().LinesStored)
+		}
+		return nil
+	})
+	a.crash()
+	a.stop(t)
+	<-done
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != rounds*cells {
+			return fmt.Errorf("%d points, want %d", n, rounds*cells)
+		}
+		return nil
+	})
+	t.Logf("lines stored: a %d, b %d", a.Stats().LinesStored, b.Stats().LinesStored)
+}
+
+// crash cuts the collector's NATS connection without draining: what it
+// pulled and did not ack is redelivered to the other collector.
+func (c *Collector) crash() {
+	if nc := c.nc.Load(); nc != nil {
+		nc.Close()
+	}
+}
+
+// An agent that stops sending heartbeats becomes a comms alert from the
+// collector; when it comes back the alert clears.
+func TestHeartbeatTimeout(t *testing.T) {
+	srv := testenv.NATS(t)
+	c := startCollector(t, srv.ClientURL(), nil, func(cfg *Config) { cfg.HeartbeatTimeout = "600ms" })
+	nc, _ := connect(t, srv.ClientURL())
+	alerts := make(chan *nats.Msg, 16)
+	sub, err := nc.ChanSubscribe(wire.Wildcard("s1", wire.KindAlert), alerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	beat := func() {
+		b, _ := json.Marshal(wire.Heartbeat{Agent: "gw-07", Site: "s1", Version: "test", Time: time.Now(),
+			Devices: []wire.DeviceHealth{{Device: "ups-1", Health: wire.HealthOK}}})
+		if err := nc.Publish(wire.HeartbeatSubject("s1", "gw-07"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var silentSince time.Time
+	for range 5 {
+		beat()
+		silentSince = time.Now()
+		time.Sleep(100 * time.Millisecond)
+	}
+	var a wire.Alert
+	select {
+	case m := <-alerts:
+		if err := json.Unmarshal(m.Data, &a); err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != wire.AlertSubject("s1", "col-1", "gw-07") {
+			t.Errorf("subject %s", m.Subject)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no comms alert 5s after heartbeats stopped")
+	}
+	took := time.Since(silentSince)
+	if a.Category != wire.CategoryComms || a.Stage != wire.StageWatch || a.Agent != "col-1" || a.Device != "gw-07" ||
+		len(a.Signatures) != 1 || a.Signatures[0].Kind != "heartbeat_age" || a.Signatures[0].Value < 0.6 {
+		t.Errorf("comms alert %+v", a)
+	}
+	if took < 600*time.Millisecond || took > 2*time.Second {
+		t.Errorf("comms alert %v after the last heartbeat, want about 0.6-0.8 s", took)
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		s := c.State().Snapshot(false)
+		if len(s.Agents) != 1 || !s.Agents[0].Silent || len(s.Active) != 1 {
+			return fmt.Errorf("state %+v", s)
+		}
+		return nil
+	})
+	beat()
+	select {
+	case m := <-alerts:
+		var clr wire.Alert
+		json.Unmarshal(m.Data, &clr)
+		if clr.Stage != wire.StageNormal || clr.PreviousStage != wire.StageWatch || clr.Category != wire.CategoryComms {
+			t.Errorf("clear alert %+v", clr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no clearing alert after the heartbeat came back")
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if s := c.State().Snapshot(false); len(s.Active) != 0 || s.Agents[0].Silent {
+			return fmt.Errorf("state after recovery %+v", s)
+		}
+		return nil
+	})
+}
