@@ -120,6 +120,10 @@ func (s *Server) frames(buf []byte, gap bool, w io.Writer) []byte {
 	for len(buf) >= 4 {
 		n := frameLen(buf)
 		if n == 0 { // unknown function code: only a gap delimits it
+			if i := nextFrame(buf); i > 0 {
+				buf = buf[i:] // garbage before a good frame
+				continue
+			}
 			if gap && CRC(buf[:len(buf)-2]) == uint16(buf[len(buf)-2])|uint16(buf[len(buf)-1])<<8 {
 				s.reply(w, buf[0], exception(buf[0], buf[1], 1))
 			}
@@ -140,6 +144,18 @@ func (s *Server) frames(buf []byte, gap bool, w io.Writer) []byte {
 		buf = buf[n:]
 	}
 	return buf
+}
+
+// nextFrame returns the offset of the first complete frame with a good CRC
+// after buf[0], or 0.
+func nextFrame(buf []byte) int {
+	for i := 1; i+4 <= len(buf); i++ {
+		n := frameLen(buf[i:])
+		if n > 0 && i+n <= len(buf) && CRC(buf[i:i+n-2]) == uint16(buf[i+n-2])|uint16(buf[i+n-1])<<8 {
+			return i
+		}
+	}
+	return 0
 }
 
 // frameLen returns a request's length from its function code, 0 when the
