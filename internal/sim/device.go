@@ -158,8 +158,7 @@ func (d *Device) Set(pattern string, v float64) error {
 	for _, p := range ps {
 		p.value, p.unavailable, p.script, p.pinned = v, false, nil, true
 	}
-	d.deriveLocked()
-	return d.encodeAll(ps)
+	return d.changed(ps)
 }
 
 // SetText sets string points.
@@ -176,7 +175,7 @@ func (d *Device) SetText(pattern, s string) error {
 		}
 		p.str, p.unavailable, p.pinned = s, false, true
 	}
-	return d.encodeAll(ps)
+	return d.changed(ps)
 }
 
 // SetUnavailable serves the "not available" sentinel for matching points
@@ -192,8 +191,7 @@ func (d *Device) SetUnavailable(pattern string, on bool) error {
 		p.unavailable, p.script = on, nil
 		p.pinned = true
 	}
-	d.deriveLocked()
-	return d.encodeAll(ps)
+	return d.changed(ps)
 }
 
 // SetScript attaches sc to every point its pattern matches, starting at now.
@@ -264,6 +262,17 @@ func (d *Device) updateLocked(now time.Time) {
 	if err := d.encodeAll(changed); err != nil {
 		d.log.Warn("encode on tick", "device", d.id, "err", err)
 	}
+}
+
+// changed re-encodes ps after a change, and on a rack every aggregate
+// that follows from them. It returns ps's first encoding error.
+func (d *Device) changed(ps []*point) error {
+	err := d.encodeAll(ps)
+	if d.rack != nil {
+		d.rack.derive()
+		_ = d.encodeAll(d.points) // failures are logged once per point
+	}
+	return err
 }
 
 func (d *Device) deriveLocked() {

@@ -25,7 +25,7 @@ type RackOpts struct {
 	// ChargePositive encodes battery current and power with + = charge, as
 	// most SunSpec batteries do (default from the profile's current_sign,
 	// else true). Values given to the simulator are always + = discharge.
-	ChargePositive *bool
+	ChargePositive                       *bool
 	Manufacturer, Model, Serial, Version string
 }
 
@@ -120,8 +120,8 @@ type rackModule struct {
 type rackString struct {
 	mods []*rackModule
 	// 803 string group (primary current)
-	a, soc, soh    *point
-	gCellV, gModT  aggregate
+	a, soc, soh   *point
+	gCellV, gModT aggregate
 	// 804 fixed block
 	v, a804, soc804, soh804, dod, nbal *point
 	cellV, modT                        aggregate
@@ -140,11 +140,11 @@ type rack struct {
 	cellV                           aggregate
 	cellVStr, cellVMod              [2]*point // string/module of max, min
 	// 803 derived
-	modT                       aggregate
-	modTMod                    [2]*point
-	strV                       aggregate
-	strA                       aggregate
-	nbal                       *point
+	modT    aggregate
+	modTMod [2]*point
+	strV    aggregate
+	strA    aggregate
+	nbal    *point
 }
 
 // builder lays out one model at a time.
@@ -325,7 +325,7 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 	// Model 803: bank, with one 32-register group per string.
 	b.base, b.pfx = uint16(addr), "sunspec.803."
 	b.static(0, 803, uint16(26+32*o.Strings))
-	b.static(2, uint16(o.Strings))
+	b.reg(2, "u16", "NStr", "bms.strings.count", nil, float64(o.Strings))
 	b.reg(3, "u16", "NStrCon", "bms.strings.connected.count", nil, float64(o.Strings))
 	cvSF, mtSF, aSF := b.sf(22, "CellV_SF", sfCellV), b.sf(23, "ModTmp_SF", sfTmp), b.sf(24, "A_SF", sfA)
 	sohSF, socSF, vSF = b.sf(25, "SoH_SF", sfPct), b.sf(26, "SoC_SF", sfPct), b.sf(27, "V_SF", sfV)

@@ -17,8 +17,8 @@ import (
 // regsHandler serves, per unit id, holding register a = unit*1000 + a over
 // 0..99, coils with even addresses set, and exceptions beyond.
 type regsHandler struct {
-	units map[uint8]bool
-	mu    sync.Mutex
+	units  map[uint8]bool
+	mu     sync.Mutex
 	silent bool
 }
 
