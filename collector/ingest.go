@@ -25,7 +25,7 @@ import (
 // MaxAckPending) holds the rest: memory stays bounded, nothing is dropped.
 
 const (
-	maxFuture = 5 * time.Minute // later sample times are a broken clock
+	maxFuture = 5 * time.Minute                       // later sample times are a broken clock
 	minSample = int64(946684800) * int64(time.Second) // 2000-01-01: an unset RTC
 )
 

@@ -29,7 +29,7 @@ type deviceState struct {
 	Health          string
 	HealthError     string
 	comps           map[string]map[string]*float64 // component -> field -> value (pointers: updates do not allocate)
-	faults          map[string]map[string]string  // component -> field -> fault
+	faults          map[string]map[string]string   // component -> field -> fault
 	hottest         float64
 	hottestComp     string
 	hasHottest      bool
