@@ -32,6 +32,10 @@ type Evacuation struct {
 	// its ed25519 signature; see docs/contract.md.
 	Issuer    string `json:"issuer,omitempty"`
 	Signature string `json:"signature,omitempty"`
+	// Fence (extension) is the issuing leader's fencing token (the
+	// revision of its lease); receivers refuse tokens lower than the
+	// highest they have seen.
+	Fence uint64 `json:"fence,omitempty"`
 }
 
 // EvacReason says why.
