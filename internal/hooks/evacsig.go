@@ -177,11 +177,11 @@ func (v *Verifier) Verify(data []byte) (wire.Evacuation, error) {
 // reporter is the collector or agent that refused it.
 func SecurityAlert(site, reporter string, refused error, subject string, now time.Time) wire.Alert {
 	return wire.Alert{
-		ID:       fmt.Sprintf("sec-%s-%d", reporter, now.UnixNano()),
-		Site:     site, Agent: reporter, Device: "evac",
+		ID:   fmt.Sprintf("sec-%s-%d", reporter, now.UnixNano()),
+		Site: site, Agent: reporter, Device: "evac",
 		Category: wire.CategorySecurity, Stage: wire.StageWarning, PreviousStage: wire.StageNormal,
 		Signatures: []wire.Signature{{Kind: "evac_message_refused", Value: 1, Threshold: 0}},
 		SampleTime: now, Time: now,
-		Summary:    fmt.Sprintf("refused evacuation message on %s: %v", subject, refused),
+		Summary: fmt.Sprintf("refused evacuation message on %s: %v", subject, refused),
 	}
 }
