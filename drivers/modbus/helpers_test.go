@@ -53,7 +53,7 @@ func byName(rs []drivers.Reading) map[string]drivers.Reading {
 	return m
 }
 
-func addr(a uint16) *uint16 { return &a }
+func addr(a uint16) *uint16  { return &a }
 func f64(v float64) *float64 { return &v }
 func intp(v int) *int        { return &v }
 

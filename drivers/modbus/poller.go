@@ -319,7 +319,7 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 		if err != nil {
 			f, d := faultOf(classify(err))
 			markAll(out, f, d, now)
-			p.fail(now, fmt.Errorf("prepare: %w", err))
+			p.fail(fmt.Errorf("prepare: %w", err))
 			return p.errDown
 		}
 		if changed {
@@ -418,7 +418,7 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 		roundErr = errors.New("every request of the round failed")
 	}
 	if roundErr != nil {
-		p.fail(now, roundErr)
+		p.fail(roundErr)
 		return p.errDown
 	}
 	if p.down {
@@ -431,7 +431,8 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 // fail records a failed round and schedules the next try with capped
 // exponential backoff and jitter, so that a dead device costs its link one
 // timeout per backoff period instead of one per round.
-func (p *Poller) fail(now time.Time, err error) {
+func (p *Poller) fail(err error) {
+	now := time.Now() // after the failed round: the wait starts now
 	p.failures++
 	d := p.q.retryMin
 	for i := 1; i < p.failures && d < p.q.retryMax; i++ {
