@@ -120,6 +120,17 @@ func NewFixedDevice(id string, unit uint8, prof *profile.Profile, counts map[str
 	if err := checkOverlap(regs); err != nil {
 		return nil, fmt.Errorf("device %s: profile %s: %w", id, prof.ID, err)
 	}
+	// A starting value the point cannot carry (a date before its epoch
+	// offset, a negative number in an unsigned register) falls back to
+	// what raw 0 means.
+	buf := make([]uint16, 4)
+	for _, p := range d.points {
+		if p.sf == nil && !p.text && p.parent == nil && len(p.bits) == 0 && p.enc.Regs > 0 && p.enc.Regs <= 4 {
+			if p.enc.Encode(p.value, 0, buf[:p.enc.Regs]) != nil {
+				p.value = rawZero(&p.enc)
+			}
+		}
+	}
 	for _, sf := range sfs {
 		sf.value = float64(chooseSF(sf))
 	}
@@ -127,6 +138,14 @@ func NewFixedDevice(id string, unit uint8, prof *profile.Profile, counts map[str
 		return nil, fmt.Errorf("device %s: %w", id, err)
 	}
 	return d, nil
+}
+
+// rawZero is the value a raw 0 decodes to.
+func rawZero(e *Encoding) float64 {
+	if e.Flip {
+		return -e.Offset
+	}
+	return e.Offset
 }
 
 func sortedBits(m map[int]string) []int {
@@ -216,6 +235,8 @@ func defaultValue(name string, pt *profile.Point) float64 {
 		v = 50
 	case strings.HasSuffix(n, ".seconds") && strings.Contains(n, "runtime"):
 		v = 1800
+	case strings.Contains(n, ".date."):
+		v = 1704067200 // 2024-01-01, as Unix seconds
 	case strings.HasSuffix(n, ".wh"):
 		v = 1000
 	case strings.HasSuffix(n, ".ohms"):
