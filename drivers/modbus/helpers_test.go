@@ -101,3 +101,6 @@ func near(a, b float64) bool {
 func setRegs(srv *modbustest.Server, unit uint8, sp modbustest.Space, a uint16, regs []uint16) {
 	srv.Set(unit, sp, a, regs...)
 }
+
+func timeNow() time.Time { return time.Now() }
+func sleepShort()        { time.Sleep(5 * time.Millisecond) }

@@ -275,9 +275,9 @@ func TestRTUOverTCP(t *testing.T) {
 // FaultMalformed or FaultTimeout, never a value and never a panic.
 func TestMalformedAnswers(t *testing.T) {
 	frames := [][]byte{
-		{0, 1, 0, 0, 0, 0, 1},                  // MBAP length 0
-		{0, 1, 0, 0, 0xFF, 0xFF, 1},            // MBAP length 0xFFFF
-		{0, 1, 0, 0, 0, 4, 1, 3, 2, 0},         // byte count 2, one byte of data
+		{0, 1, 0, 0, 0, 0, 1},                   // MBAP length 0
+		{0, 1, 0, 0, 0xFF, 0xFF, 1},             // MBAP length 0xFFFF
+		{0, 1, 0, 0, 0, 4, 1, 3, 2, 0},          // byte count 2, one byte of data
 		{0, 1, 0, 0, 0, 5, 1, 3, 4, 0x12, 0x34}, // byte count disagrees with quantity
 		{0, 1, 0, 0, 0, 3, 1, 0x83, 0x7F},       // unknown exception code
 	}
