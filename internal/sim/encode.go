@@ -51,6 +51,9 @@ func (e *Encoding) Encode(v float64, sf int, dst []uint16) error {
 	if len(dst) != e.Regs {
 		return fmt.Errorf("%w: %s needs %d registers, got %d", ErrEncode, e.Type, e.Regs, len(dst))
 	}
+	if n := regsOf(e.Type, e.Regs); n != e.Regs || n <= 0 {
+		return fmt.Errorf("%w: type %q does not take %d registers", ErrEncode, e.Type, e.Regs)
+	}
 	if e.Flip {
 		v = -v
 	}
