@@ -6,7 +6,8 @@ import "time"
 // profile says what the chip is and how its points are read; the agent's
 // config says where it is (bus name, I2C address, host pin names).
 type LocalOptions struct {
-	// Driver names the chip or input kind: gpio-contacts, ads1x15, bmxx80.
+	// Driver names the chip or input kind: gpio-contacts, ads1x15, bmxx80,
+	// ina219.
 	Driver string `yaml:"driver,omitempty"`
 	// Chip narrows the driver: ads1115 or ads1015 (ads1x15); bme280 or
 	// bmp280 (bmxx80, which reads the chip id and refuses a mismatch).
@@ -22,6 +23,12 @@ type LocalOptions struct {
 	// Oversampling for bmxx80 measurements: 1, 2, 4, 8 or 16. Higher is
 	// less noisy and slower (about 2 ms per step and quantity). Defaults to 1.
 	Oversampling int `yaml:"oversampling,omitempty"`
+	// ShuntOhms and MaxCurrent (amps) calibrate an INA219: its shunt
+	// resistor and the largest current to read (the current LSB is
+	// MaxCurrent/32768). Default to 0.1 ohm and 3.2 A (the common breakout
+	// board).
+	ShuntOhms  float64 `yaml:"shunt_ohms,omitempty"`
+	MaxCurrent float64 `yaml:"max_current,omitempty"`
 	// Debounce is the default time a contact must hold a new level before
 	// the change is taken. Defaults to 0 (every sampled change is taken).
 	Debounce time.Duration `yaml:"debounce,omitempty"`
@@ -70,8 +77,9 @@ type LocalAddr struct {
 	FaultBelow *float64 `yaml:"fault_below,omitempty"`
 	FaultAbove *float64 `yaml:"fault_above,omitempty"`
 
-	// Measure names an environmental sensor's quantity (bmxx80):
-	// temperature (degC), humidity (%) or pressure (Pa).
+	// Measure names a sensor's quantity: temperature (degC), humidity (%)
+	// or pressure (Pa) for bmxx80; voltage (V, the bus), current (A),
+	// power (W) or shunt (V) for ina219.
 	Measure string `yaml:"measure,omitempty"`
 }
 

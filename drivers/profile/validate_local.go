@@ -12,11 +12,20 @@ var localChips = map[string][]string{
 	"gpio-contacts": nil,
 	"ads1x15":       {"ads1115", "ads1015"},
 	"bmxx80":        {"bme280", "bmp280"},
+	"ina219":        {"ina219"},
 }
 
 var localAddrs = map[string][]uint16{
 	"ads1x15": {0x48, 0x49, 0x4A, 0x4B}, // ADDR to GND, VDD, SDA, SCL
 	"bmxx80":  {0x76, 0x77},             // SDO to GND, VDD
+	"ina219": {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
+		0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F}, // A0, A1 to GND, VS+, SDA, SCL
+}
+
+// localMeasures are the quantities a sensor driver reads.
+var localMeasures = map[string][]string{
+	"bmxx80": {"temperature", "humidity", "pressure"},
+	"ina219": {"voltage", "current", "power", "shunt"},
 }
 
 // LocalDataRates are the ADC data rates per chip, in samples per second.
@@ -54,15 +63,15 @@ func validateLocal(p *Profile, ps *Problems) {
 	add := func(key, format string, args ...any) { ps.Add(p.KeyLine(key), key, format, args...) }
 	o := p.Local
 	if o == nil {
-		add("local", "required for protocol local (driver: gpio-contacts, ads1x15 or bmxx80)")
+		add("local", "required for protocol local (driver: gpio-contacts, ads1x15, bmxx80 or ina219)")
 		return
 	}
 	chips, known := localChips[o.Driver]
 	switch {
 	case o.Driver == "":
-		add("local.driver", "required: gpio-contacts, ads1x15 or bmxx80")
+		add("local.driver", "required: gpio-contacts, ads1x15, bmxx80 or ina219")
 	case !known:
-		add("local.driver", "%q is not one of gpio-contacts, ads1x15, bmxx80", o.Driver)
+		add("local.driver", "%q is not one of gpio-contacts, ads1x15, bmxx80, ina219", o.Driver)
 	}
 	chip := o.LocalChip()
 	if o.Chip != "" && known && !localHas(chips, o.Chip) {
@@ -95,6 +104,14 @@ func validateLocal(p *Profile, ps *Problems) {
 			add("local.oversampling", "%d is not one of 1 2 4 8 16", o.Oversampling)
 		}
 	}
+	if o.ShuntOhms != 0 || o.MaxCurrent != 0 {
+		switch {
+		case o.Driver != "ina219":
+			add("local.shunt_ohms", "shunt_ohms and max_current are only for driver ina219")
+		case o.ShuntOhms < 0 || o.MaxCurrent < 0:
+			add("local.shunt_ohms", "shunt_ohms and max_current must be > 0")
+		}
+	}
 	localDebounce(add, "local.debounce", o.Debounce)
 	if len(p.Blocks) > 0 {
 		add("blocks", "not supported for protocol local: list every point")
@@ -114,10 +131,10 @@ func validateLocal(p *Profile, ps *Problems) {
 			switch o.Driver {
 			case "ads1x15":
 				localADC(add, k, pt, chans)
-			case "bmxx80":
-				localEnv(add, k, pt, chip)
+			case "bmxx80", "ina219":
+				localEnv(add, k, pt, o.Driver, chip)
 			default:
-				add(k+".type", "float points need an I2C chip (driver ads1x15 or bmxx80); gpio-contacts has bool and counter points")
+				add(k+".type", "float points need an I2C chip (driver ads1x15, bmxx80 or ina219); gpio-contacts has bool and counter points")
 			}
 		case "":
 			add(k+".type", "required: bool (contact level), counter (contact changes) or float")
@@ -151,7 +168,7 @@ func localContact(add func(string, string, ...any), k string, pt *Point, pins ma
 		add(k, "ADC settings (channel, full_scale, input, shunt_ohms, curve, fault_below, fault_above) are for float points")
 	}
 	if pt.Measure != "" {
-		add(k+".measure", "only for float points of driver bmxx80")
+		add(k+".measure", "only for float points of drivers bmxx80 and ina219")
 	}
 }
 
@@ -223,22 +240,20 @@ func localADC(add func(string, string, ...any), k string, pt *Point, chans map[i
 		add(k, "contact settings (pin, active_low, pull, debounce) are for bool and counter points")
 	}
 	if pt.Measure != "" {
-		add(k+".measure", "only for driver bmxx80")
+		add(k+".measure", "only for drivers bmxx80 and ina219")
 	}
 }
 
-// localEnv checks a BME280/BMP280 quantity.
-func localEnv(add func(string, string, ...any), k string, pt *Point, chip string) {
-	switch pt.Measure {
-	case "temperature", "pressure":
-	case "humidity":
-		if chip == "bmp280" {
-			add(k+".measure", "a bmp280 has no humidity sensor")
-		}
-	case "":
-		add(k+".measure", "required: temperature, humidity or pressure")
-	default:
-		add(k+".measure", "%q is not one of temperature, humidity, pressure", pt.Measure)
+// localEnv checks a quantity of a sensor chip (BME280/BMP280, INA219).
+func localEnv(add func(string, string, ...any), k string, pt *Point, driver, chip string) {
+	measures := localMeasures[driver]
+	switch {
+	case pt.Measure == "":
+		add(k+".measure", "required: one of %v", measures)
+	case !localHas(measures, pt.Measure):
+		add(k+".measure", "%q is not one of %v for driver %s", pt.Measure, measures, driver)
+	case pt.Measure == "humidity" && chip == "bmp280":
+		add(k+".measure", "a bmp280 has no humidity sensor")
 	}
 	localScale(add, k, pt)
 	if pt.Channel != nil || pt.Curve != nil || pt.Input != "" || pt.FullScale != 0 || pt.ShuntOhms != 0 ||

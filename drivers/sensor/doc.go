@@ -1,13 +1,14 @@
 // Package sensor reads sensors and dry contacts wired to the edge box itself,
 // through periph.io: fire-panel and smoke relays, door and EPO contacts on
 // GPIO inputs, off-gas detectors with analog outputs on an ADS1115 ADC, and a
-// BME280 for room temperature and humidity. A GPIO output can drive a local
-// alarm beacon.
+// BME280 for room temperature and humidity, an INA219 on a small DC battery.
+// A GPIO output can drive a local alarm beacon (SetBeacon; the agent
+// type-asserts interface{ SetBeacon(bool) error } on its poller).
 //
 // # Design
 //
 // A firmware profile (protocol: local) says what a device is: the driver
-// (gpio-contacts, ads1x15, bmxx80), each point's pin, ADC channel, gain,
+// (gpio-contacts, ads1x15, bmxx80, ina219), each point's pin, ADC channel, gain,
 // calibration curve or measured quantity. The agent config's `local:`
 // section (Config) says where it is on this box: the I2C bus and address,
 // and host pin names overriding the profile's. NewPoller compiles the two
@@ -46,6 +47,13 @@
 // faulted round, not a hung loop. Registers still at their reset values
 // (the chip was power-cycled) are FaultSentinel, and a failed round sets the
 // chip up again on the next one.
+//
+// # INA219
+//
+// periph's devices/v3/ina219 (32 V range, 12-bit, continuous). After each
+// round the calibration register is read back: a chip that browned out reads
+// 0 A with a lost calibration, which is FaultSentinel, not "no current". The
+// overflow flag makes current and power FaultRange.
 //
 // # Faults
 //

@@ -14,7 +14,7 @@ import (
 )
 
 // Poller reads one local device: GPIO contacts and, on bus i2c, one chip
-// (an ADS1x15 ADC or a BME280/BMP280). It implements drivers.Poller and is
+// (an ADS1x15 ADC, a BME280/BMP280 or an INA219). It implements drivers.Poller and is
 // owned by one goroutine; only SetBeacon may be called from others.
 type Poller struct {
 	log    *slog.Logger
@@ -25,7 +25,9 @@ type Poller struct {
 	contacts []contactPoint
 	adc      *adc
 	env      *env
+	power    *power
 	beacon   *Beacon
+	negate   []int // float points whose sign is flipped (sign: invert, or battery with charge_positive)
 
 	failing bool // the last round failed as a whole (logged once)
 }
@@ -94,6 +96,10 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 			if p.env, err = newEnv(g, addr, chip, o.Oversampling); err != nil {
 				return nil, fmt.Errorf("address: %w", err)
 			}
+		case "ina219":
+			if p.power, err = newPower(g, addr, o.ShuntOhms, o.MaxCurrent); err != nil {
+				return nil, fmt.Errorf("address: %w", err)
+			}
 		}
 		p.desc = fmt.Sprintf("local %s i2c bus=%q addr=%#x", chip, cfg.Name, addr)
 	} else {
@@ -132,6 +138,8 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 				err = p.addADC(idx, pt, scale)
 			case p.env != nil:
 				err = p.env.addPoint(envPoint{idx: idx, measure: pt.Measure, scale: scale, offset: pt.Offset})
+			case p.power != nil:
+				err = p.power.addPoint(envPoint{idx: idx, measure: pt.Measure, scale: scale, offset: pt.Offset})
 			default:
 				err = errors.New("float point without a chip")
 			}
@@ -141,6 +149,11 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 			dp := drivers.NewPoint(pt.Name, pt.Unit, drivers.KindNumber)
 			if pt.Range != nil {
 				dp.Min, dp.Max = pt.Range.Min, pt.Range.Max
+			}
+			// The project's convention is + = discharging; a shunt wired
+			// the other way round is declared by the profile.
+			if pt.Sign == "invert" || (pt.Sign == "battery" && prof.CurrentSign == "charge_positive") {
+				p.negate = append(p.negate, idx)
 			}
 			p.points = append(p.points, dp)
 		default:
@@ -164,7 +177,7 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 			return nil, fmt.Errorf("beacon.pin: %w", err)
 		}
 	}
-	p.log = log.With("device", p.desc, "profile", prof.ID)
+	p.log = log.With("sensor", p.desc, "profile", prof.ID)
 	return p, nil
 }
 
@@ -273,6 +286,13 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 		err = p.adc.poll(ctx, out)
 	case p.env != nil:
 		err = p.env.poll(ctx, out)
+	case p.power != nil:
+		err = p.power.poll(ctx, out)
+	}
+	for _, i := range p.negate {
+		if v := out[i].Value; v != 0 { // no -0 in telemetry
+			out[i].Value = -v
+		}
 	}
 	for i := range out {
 		r := &out[i]
