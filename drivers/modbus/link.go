@@ -30,12 +30,24 @@ func NewPool(log *slog.Logger) *Pool {
 	return &Pool{log: log, links: map[string]*link{}}
 }
 
+// readClient is the part of the simonvetter client the driver uses: read
+// function codes only (1, 2, 3, 4). Holding the client through this
+// interface keeps any write out of the driver at compile time.
+type readClient interface {
+	Open() error
+	Close() error
+	SetUnitId(id uint8) error
+	ReadRawBytes(addr, quantity uint16, regType mb.RegType) ([]byte, error)
+	ReadCoils(addr, quantity uint16) ([]bool, error)
+	ReadDiscreteInputs(addr, quantity uint16) ([]bool, error)
+}
+
 // link is one simonvetter client and its state. Only the goroutine that
 // owns the link touches it after creation.
 type link struct {
 	key    string
 	tr     transport
-	client *mb.ModbusClient
+	client readClient
 	open   bool
 	unit   int // unit id last set on the client; -1 unknown
 	refs   int // guarded by Pool.mu

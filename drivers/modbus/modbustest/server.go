@@ -70,6 +70,7 @@ type Server struct {
 	busy  int
 	stall time.Duration
 	up    bool
+	quiet bool
 }
 
 // NewServer starts a server with an empty image for unit 1 and stops it in
@@ -213,6 +214,13 @@ func (s *Server) Stall(d time.Duration) {
 	s.mu.Unlock()
 }
 
+// Quiet stops logging reads (writes are still logged), for benchmarks.
+func (s *Server) Quiet() {
+	s.mu.Lock()
+	s.quiet = true
+	s.mu.Unlock()
+}
+
 // Reads returns the requests received so far and clears the log.
 func (s *Server) Reads() []Read {
 	s.mu.Lock()
@@ -225,7 +233,9 @@ func (s *Server) Reads() []Read {
 // serve answers one request against the images.
 func (s *Server) serve(unit uint8, sp Space, addr, qty uint16, write bool) ([]uint16, error) {
 	s.mu.Lock()
-	s.log = append(s.log, Read{Unit: unit, Space: sp, Addr: addr, Qty: qty, Write: write})
+	if !s.quiet || write {
+		s.log = append(s.log, Read{Unit: unit, Space: sp, Addr: addr, Qty: qty, Write: write})
+	}
 	stall := s.stall
 	busy := s.busy > 0
 	if busy {
