@@ -2,11 +2,157 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/emberwatch/emberwatch/internal/wire"
+	"github.com/nats-io/nats.go"
 )
 
-// Placeholder until the verb's owner writes it.
+// cmdTail prints alerts as they are published, one line each.
 func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("not built yet")
+	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	defURL := os.Getenv("EMBER_NATS")
+	if defURL == "" {
+		defURL = nats.DefaultURL
+	}
+	url := fs.String("nats", defURL, "NATS server `URL`s, comma separated ($EMBER_NATS)")
+	creds := fs.String("creds", "", "NATS credentials `file`")
+	site := fs.String("site", "*", "only this site")
+	stage := fs.String("stage", "", "only alerts at this stage or above (and clears of them): watch, warning, critical, emergency")
+	cats := fs.String("category", "", "only these categories, comma separated (thermal,gas,electrical,environment,sensor_fault,comms)")
+	asJSON := fs.Bool("json", false, "print each alert's JSON instead of a line")
+	count := fs.Int("n", 0, "exit after this many alerts (0: run until interrupted)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: emberctl tail [-nats URL] [-site S] [-stage STAGE] [-category C,...] [-json] [-n N]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *site != "*" && !wire.ValidID(*site) {
+		return fmt.Errorf("-site: %q is not a valid site id ([a-z0-9-]+)", *site)
+	}
+	f := alertFilter{}
+	if *stage != "" {
+		s, err := wire.ParseStage(*stage)
+		if err != nil {
+			return fmt.Errorf("-stage: %w", err)
+		}
+		f.minStage = s
+	}
+	if *cats != "" {
+		f.categories = map[string]bool{}
+		for _, c := range strings.Split(*cats, ",") {
+			c = strings.TrimSpace(c)
+			switch c {
+			case wire.CategoryThermal, wire.CategoryGas, wire.CategoryElectrical, wire.CategoryEnvironment,
+				wire.CategorySensorFault, wire.CategoryComms, wire.CategorySecurity:
+				f.categories[c] = true
+			default:
+				return fmt.Errorf("-category: unknown category %q", c)
+			}
+		}
+	}
+	opts := []nats.Option{nats.Name("emberctl tail"), nats.MaxReconnects(-1)}
+	if *creds != "" {
+		opts = append(opts, nats.UserCredentials(*creds))
+	}
+	nc, err := nats.Connect(*url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect %s: %w", *url, err)
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 1024)
+	sub, err := nc.ChanSubscribe(wire.Wildcard(*site, wire.KindAlert), msgs)
+	if err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			var a wire.Alert
+			if err := json.Unmarshal(m.Data, &a); err != nil {
+				fmt.Fprintf(stderr, "emberctl tail: %s: bad alert JSON: %v\n", m.Subject, err)
+				continue
+			}
+			if !f.match(a) {
+				continue
+			}
+			if *asJSON {
+				fmt.Fprintf(stdout, "%s\n", m.Data)
+			} else {
+				fmt.Fprintln(stdout, alertLine(a))
+			}
+			n++
+			if *count > 0 && n >= *count {
+				return nil
+			}
+		}
+	}
+}
+
+type alertFilter struct {
+	minStage   wire.Stage
+	categories map[string]bool
+}
+
+func (f alertFilter) match(a wire.Alert) bool {
+	if f.categories != nil && !f.categories[a.Category] {
+		return false
+	}
+	st := a.Stage
+	if st == wire.StageNormal || a.Ack != nil {
+		st = max(st, a.PreviousStage)
+	}
+	return st >= f.minStage
+}
+
+// alertLine is one alert as a line:
+// TIME SITE STAGE CATEGORY AGENT/DEVICE [COMPONENT] signatures... id=ID
+func alertLine(a wire.Alert) string {
+	var b strings.Builder
+	t := a.Time
+	if t.IsZero() {
+		t = a.SampleTime
+	}
+	stage := strings.ToUpper(a.Stage.String())
+	if a.Stage == wire.StageNormal {
+		stage = "CLEARED(" + a.PreviousStage.String() + ")"
+	}
+	if a.Ack != nil {
+		stage = "ACK(" + a.Stage.String() + ") by " + a.Ack.By
+	}
+	fmt.Fprintf(&b, "%s %s %-9s %-12s %s/%s", t.UTC().Format(time.RFC3339Nano), a.Site, stage, a.Category, a.Agent, a.Device)
+	if a.Component != "" {
+		b.WriteString(" " + a.Component)
+	}
+	for _, s := range a.Signatures {
+		fmt.Fprintf(&b, " %s=%g%s(>%g)", s.Kind, s.Value, s.Unit, s.Threshold)
+	}
+	if a.Drill {
+		b.WriteString(" DRILL")
+	}
+	if a.Summary != "" {
+		fmt.Fprintf(&b, " %q", a.Summary)
+	}
+	b.WriteString(" id=" + a.ID)
+	return b.String()
 }
