@@ -76,6 +76,20 @@ points:
 			"test.yaml:10: points[1].measure: required: one of [temperature humidity pressure]",
 			"test.yaml:10: points[1].scale: must be a constant for protocol local (no sf)",
 		}},
+		{"ina219", `local: {driver: ina219, default_address: 0x3f, shunt_ohms: -1}
+points:
+  - {name: battery.current.amps, type: float, unit: A, measure: temperature}
+`, []string{
+			"test.yaml:7: local.default_address: 0x3f is not one of the ina219 addresses 0x40 0x41 0x42 0x43 0x44 0x45 0x46 0x47 0x48 0x49 0x4a 0x4b 0x4c 0x4d 0x4e 0x4f",
+			"test.yaml:7: local.shunt_ohms: shunt_ohms and max_current must be > 0",
+			`test.yaml:9: points[0].measure: "temperature" is not one of [voltage current power shunt] for driver ina219`,
+		}},
+		{"ina219 options elsewhere", `local: {driver: bmxx80, max_current: 5}
+points:
+  - {name: ambient.temperature.celsius, type: float, unit: degC, measure: temperature}
+`, []string{
+			"test.yaml:7: local.shunt_ohms: shunt_ohms and max_current are only for driver ina219",
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("test.yaml", []byte(localHead+tc.yaml))

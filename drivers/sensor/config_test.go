@@ -2,10 +2,13 @@ package sensor_test
 
 import (
 	"bytes"
+	"io/fs"
+	"path"
 	"strings"
 	"testing"
 
 	"github.com/emberwatch/emberwatch/drivers/sensor"
+	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
 	"gopkg.in/yaml.v3"
 	"periph.io/x/conn/v3/i2c/i2ctest"
 )
@@ -82,6 +85,8 @@ func TestNewPollerErrors(t *testing.T) {
 			"pins.door.opn: profile gpio-contacts has no such point"},
 		{"missing pin", sensor.Config{Bus: "gpio"}, "gpio-contacts", hardware(nil, pins("GPIO17")),
 			`local/gpio-contacts.yaml:26: points[1] (alarm.smoke): no GPIO pin "GPIO27"`},
+		{"ina219 address", sensor.Config{Bus: "i2c", Name: "1", Address: 0x76}, "ina219-12v", hardware(&i2ctest.Playback{}, nil),
+			"address: an ina219 answers at 0x40-0x4f, not 0x76"},
 		{"beacon on an input", sensor.Config{Bus: "gpio", Beacon: &sensor.BeaconConfig{Pin: "GPIO17"}}, "gpio-contacts", hardware(nil, contacts),
 			"beacon.pin: GPIO17 is an input of this device"},
 	} {
@@ -102,5 +107,47 @@ func TestNewPollerBadProfile(t *testing.T) {
 	const want = "profile offgas-ads1115: local/offgas-ads1115.yaml:"
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.HasSuffix(err.Error(), "points[1].channel: 5 is not an ADC input 0..3") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestBuiltinProfilesCompile sets every embedded local profile up on
+// test hardware: a profile that lints but that the driver refuses fails here.
+func TestBuiltinProfilesCompile(t *testing.T) {
+	files, err := fs.Glob(firmwareprofiles.FS, "local/*.yaml")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("local profiles: %v %v", files, err)
+	}
+	for _, f := range files {
+		id := strings.TrimSuffix(path.Base(f), ".yaml")
+		t.Run(id, func(t *testing.T) {
+			prof := builtin(t, id)
+			var names []string
+			for _, pt := range prof.Points {
+				if pt.Pin != "" {
+					names = append(names, pt.Pin)
+				}
+			}
+			cfg := sensor.Config{Bus: "gpio"}
+			var bus *i2ctest.Playback
+			if prof.Local.Driver != "gpio-contacts" {
+				cfg = sensor.Config{Bus: "i2c", Name: "1"}
+				bus = &i2ctest.Playback{}
+			}
+			p, err := sensor.NewPoller(cfg, prof, hardware(bus, pins(names...)), discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Points()) != len(prof.Points) {
+				t.Errorf("%d points, profile has %d", len(p.Points()), len(prof.Points))
+			}
+			for i, dp := range p.Points() {
+				if dp.Name != prof.Points[i].Name || dp.Unit != prof.Points[i].Unit {
+					t.Errorf("point %d = %s %q, want %s %q", i, dp.Name, dp.Unit, prof.Points[i].Name, prof.Points[i].Unit)
+				}
+			}
+			if bus != nil {
+				closePlayback(t, bus) // setting up sends nothing
+			}
+		})
 	}
 }
