@@ -51,13 +51,13 @@ type Hygiene struct {
 	VoltMax       float64   `yaml:"volt_max"`       // V per cell
 	TempSentinels []float64 `yaml:"temp_sentinels"` // exact values that mean "not available"
 	VoltSentinels []float64 `yaml:"volt_sentinels"`
-	GasMax        float64   `yaml:"gas_max"`        // ppm; above = invalid
-	SpikeJump     float64   `yaml:"spike_jump"`     // °C jump between samples that is held for one-sample look-ahead
-	SpikeReturn   float64   `yaml:"spike_return"`   // °C: a held jump that comes back within this is a spike
-	StuckAfter    Duration  `yaml:"stuck_after"`    // bit-identical for this long while peers vary = stuck
-	CommsMissed   int       `yaml:"comms_missed"`   // consecutive failed polls before a comms watch
+	GasMax        float64   `yaml:"gas_max"`         // ppm; above = invalid
+	SpikeJump     float64   `yaml:"spike_jump"`      // °C jump between samples that is held for one-sample look-ahead
+	SpikeReturn   float64   `yaml:"spike_return"`    // °C: a held jump that comes back within this is a spike
+	StuckAfter    Duration  `yaml:"stuck_after"`     // bit-identical for this long while peers vary = stuck
+	CommsMissed   int       `yaml:"comms_missed"`    // consecutive failed polls before a comms watch
 	DataLossAfter Duration  `yaml:"data_loss_after"` // no data this long on a condition at warning+ escalates it
-	FaultAfter    int       `yaml:"fault_after"`    // consecutive invalid samples before a sensor_fault watch
+	FaultAfter    int       `yaml:"fault_after"`     // consecutive invalid samples before a sensor_fault watch
 }
 
 // Thermal configures the temperature rules (per cell, module sensor or
@@ -85,22 +85,22 @@ type Thermal struct {
 
 // Electrical configures the cell-voltage rules.
 type Electrical struct {
-	VMax             float64  `yaml:"v_max"`          // V, maximum charge voltage of the chemistry
-	OverWarn         float64  `yaml:"over_warn"`      // V above VMax while charging
-	OverCrit         float64  `yaml:"over_crit"`      // V above VMax while charging
-	OverFor          Duration `yaml:"over_for"`       // on-delay of both over-voltage rules
+	VMax             float64  `yaml:"v_max"`           // V, maximum charge voltage of the chemistry
+	OverWarn         float64  `yaml:"over_warn"`       // V above VMax while charging
+	OverCrit         float64  `yaml:"over_crit"`       // V above VMax while charging
+	OverFor          Duration `yaml:"over_for"`        // on-delay of both over-voltage rules
 	ImbalanceWatch   float64  `yaml:"imbalance_watch"` // V from peer median at rest
 	ImbalanceFor     Duration `yaml:"imbalance_for"`
 	DevWarn          float64  `yaml:"dev_warn"` // V of unexplained deviation from the cell's own baseline
 	DevWarnFor       Duration `yaml:"dev_warn_for"`
 	DevCrit          float64  `yaml:"dev_crit"`
 	DevCritFor       Duration `yaml:"dev_crit_for"`
-	DipDrop          float64  `yaml:"dip_drop"`     // V drop of the peer delta in one sample
-	DipsWarn         int      `yaml:"dips_warn"`    // dips within DipWindow
-	DipWindow        Duration `yaml:"dip_window"`   //
-	DipHold          Duration `yaml:"dip_hold"`     // a dip keeps the watch this long
-	RestCurrent      float64  `yaml:"rest_current"` // A; |I| below = at rest
-	ChargeCurrent    float64  `yaml:"charge_current"` // A; I below -this = charging
+	DipDrop          float64  `yaml:"dip_drop"`          // V drop of the peer delta in one sample
+	DipsWarn         int      `yaml:"dips_warn"`         // dips within DipWindow
+	DipWindow        Duration `yaml:"dip_window"`        //
+	DipHold          Duration `yaml:"dip_hold"`          // a dip keeps the watch this long
+	RestCurrent      float64  `yaml:"rest_current"`      // A; |I| below = at rest
+	ChargeCurrent    float64  `yaml:"charge_current"`    // A; I below -this = charging
 	CurrentAllowance float64  `yaml:"current_allowance"` // V/A (ohms): deviation explained by current
 	BalanceHold      Duration `yaml:"balance_hold"`      // mask after balancing stops
 	BaselineTau      Duration `yaml:"baseline_tau"`      // EWMA of each cell's own deviation
@@ -127,10 +127,10 @@ type Gas struct {
 
 // Environment configures room-level rules.
 type Environment struct {
-	AmbientWatch    float64  `yaml:"ambient_watch"` // °C
-	AmbientFor      Duration `yaml:"ambient_for"`
-	RackRateWatch   float64  `yaml:"rack_rate_watch"` // °C/min of the rack median
-	RackRateFor     Duration `yaml:"rack_rate_for"`
+	AmbientWatch  float64  `yaml:"ambient_watch"` // °C
+	AmbientFor    Duration `yaml:"ambient_for"`
+	RackRateWatch float64  `yaml:"rack_rate_watch"` // °C/min of the rack median
+	RackRateFor   Duration `yaml:"rack_rate_for"`
 }
 
 // Stages configures the stage machine.
@@ -169,7 +169,7 @@ func DefaultConfig(chemistry string) Config {
 			TempCrit: 70, DeltaCrit: 10,
 			TempEmergency: 120,
 			RunawayRate:   1, RunawayRateFor: Duration(3 * time.Second),
-			SlopeWindow:   Duration(60 * time.Second), SlopeMinSamples: 12,
+			SlopeWindow: Duration(60 * time.Second), SlopeMinSamples: 12,
 			Hysteresis: 0.5,
 		},
 		Electrical: Electrical{
@@ -182,7 +182,7 @@ func DefaultConfig(chemistry string) Config {
 			BalanceHold: Duration(30 * time.Second),
 			BaselineTau: Duration(time.Hour),
 			DriftWatch:  0.005, DriftSpan: Duration(72 * time.Hour),
-			Collapse:    0.25,
+			Collapse: 0.25,
 		},
 		Gas: Gas{
 			WatchAbove: 5, WatchFor: Duration(60 * time.Second),
