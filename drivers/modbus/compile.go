@@ -146,16 +146,18 @@ func compileProfile(b *builder, p *profile.Profile, models []modelInstance) (*co
 
 func (b *builder) addPoints(sc *scope, pts []profile.Point, key string) error {
 	for i := range pts {
-		if err := b.addPoint(sc, &pts[i], fmt.Sprintf("%s[%d]", key, i)); err != nil {
+		if err := b.addPoint(sc, &pts[i], key, i); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (b *builder) addPoint(sc *scope, pt *profile.Point, key string) error {
+func (b *builder) addPoint(sc *scope, pt *profile.Point, keyPrefix string, idx int) error {
+	// The key is built only for messages: compiling a large rack stays cheap.
+	key := func() string { return fmt.Sprintf("%s[%d]", keyPrefix, idx) }
 	perr := func(format string, args ...any) error {
-		return fmt.Errorf("%s (%q, line %d): %s", key, pt.Name, pt.Line, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%s (%q, line %d): %s", key(), pt.Name, pt.Line, fmt.Sprintf(format, args...))
 	}
 	if pt.Address == nil {
 		return perr("address: missing")
@@ -209,7 +211,7 @@ func (b *builder) addPoint(sc *scope, pt *profile.Point, key string) error {
 		if b.names[p.Name] {
 			// Devices can report the same index twice (two strings
 			// claiming index 1); keep the first.
-			b.log.Warn("duplicate point name; later one skipped", "point", p.Name, "key", key)
+			b.log.Warn("duplicate point name; later one skipped", "point", p.Name, "key", key())
 			return nil
 		}
 	}

@@ -252,14 +252,25 @@ func (p *Poller) probe(i int) error {
 }
 
 // Prepare reads what the layout depends on (SunSpec chain, block counts)
-// and plans the reads. Poll calls it when needed; callers may call it
-// first to know Points before the first round.
+// and plans the reads, so that Points is known before the first round. It
+// does nothing once the layout is known, and while the device is backing
+// off it returns at once with the last error: calling it every round is
+// cheap. Poll prepares by itself when needed.
 func (p *Poller) Prepare(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err := p.prepare()
-	return err
+	if p.ready {
+		return nil
+	}
+	if p.down && time.Now().Before(p.nextTry) {
+		return p.errDown
+	}
+	if _, err := p.prepare(); err != nil {
+		p.fail(fmt.Errorf("prepare: %w", err))
+		return p.errDown
+	}
+	return nil
 }
 
 func (p *Poller) prepare() (bool, error) {

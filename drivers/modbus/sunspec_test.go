@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/modbus/modbustest"
@@ -308,5 +309,45 @@ func TestNotSunSpec(t *testing.T) {
 func sleepUntil(p *Poller) {
 	for p.down && timeNow().Before(p.nextTry) {
 		sleepShort()
+	}
+}
+
+// TestPrepareRespectsBackoff: the agent calls Prepare every round while a
+// SunSpec device has no layout; a dead device must cost one attempt per
+// backoff period, and a prepared device no reads at all.
+func TestPrepareRespectsBackoff(t *testing.T) {
+	prof := sunspecProfile(t)
+	srv := modbustest.NewServer(t)
+	serveSunSpec(t, srv, prof, sunspecRack{base: 40000, strings: 1, mods: 1, cells: 2, sf: -3})
+	srv.Stop()
+	cfg := testConfig(srv.URL, 1)
+	cfg.RetryMin, cfg.RetryMax = time.Hour, time.Hour
+	p := mustPoller(t, NewPool(testLog(t)), cfg, prof)
+	ctx := context.Background()
+	if err := p.Prepare(ctx); err == nil {
+		t.Fatal("Prepare of a stopped device succeeded")
+	}
+	start := time.Now()
+	for range 10 {
+		if err := p.Prepare(ctx); err == nil {
+			t.Fatal("Prepare succeeded while backing off")
+		}
+	}
+	if el := time.Since(start); el > 5*time.Millisecond {
+		t.Errorf("10 Prepare calls while backing off took %v", el)
+	}
+	srv.Start()
+	p.nextTry = time.Now()
+	if err := p.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Reads()
+	for range 5 {
+		if err := p.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(srv.Reads()); n != 0 {
+		t.Errorf("Prepare of a prepared device sent %d reads", n)
 	}
 }
