@@ -188,7 +188,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if err := sub(CtlSubject(e.cfg.Site), e.onCtlMsg); err != nil {
 		return err
 	}
-	if err := e.nc.FlushWithContext(ctx); err != nil {
+	if err := e.nc.FlushTimeout(5 * time.Second); err != nil {
 		return fmt.Errorf("flush subscriptions: %w", err)
 	}
 
