@@ -46,6 +46,10 @@ type Match struct {
 	Firmware     string `yaml:"firmware,omitempty"`
 	SysObjectID  string `yaml:"sys_object_id,omitempty"` // OID prefix
 	SunSpecModel []int  `yaml:"sunspec_models,omitempty"`
+	// Extra holds regular expressions on protocol-specific identity values
+	// (drivers.Identity.Extra by name, e.g. lgpAgentDeviceId), for devices
+	// whose vendor and model strings do not tell what they are.
+	Extra map[string]string `yaml:"extra,omitempty"`
 }
 
 // Point is one quantity of a device.
