@@ -106,6 +106,7 @@ type engineOpts struct {
 	policy   func(*PolicyConfig)
 	hooks    []hooks.Spec
 	replicas int
+	onAudit  func(AuditRecord)
 }
 
 func startEngine(t testing.TB, o engineOpts) *testEngine {
@@ -126,7 +127,12 @@ func startEngine(t testing.TB, o engineOpts) *testEngine {
 	al := &auditLog{}
 	e, err := New(Config{Site: site, ID: o.id, Topology: testTopo(), Policy: pol, Hooks: o.hooks, Signer: signer,
 		TrustedIssuers: o.trusted, LeaseTTL: time.Second, Replicas: o.replicas, Tick: 20 * time.Millisecond,
-		OnAudit: al.add}, nc, nolog())
+		OnAudit: func(r AuditRecord) {
+			al.add(r)
+			if o.onAudit != nil {
+				o.onAudit(r)
+			}
+		}}, nc, nolog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +542,7 @@ func TestEngineRefusesForgedAndReplayed(t *testing.T) {
 	var tampered wire.Evacuation
 	json.Unmarshal(genuine, &tampered)
 	tampered.Targets = []string{"host-a", "host-b", "host-c", "host-d"}
-	send(tampered)                                          // genuine signature, altered targets
+	send(tampered)                                             // genuine signature, altered targets
 	attacker.Publish(wire.EvacSubject(site, "ups-1"), genuine) // replay
 	attacker.Flush()
 	testenv.WaitFor(t, 3*time.Second, func() error {
