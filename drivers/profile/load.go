@@ -288,8 +288,10 @@ type lineVal struct {
 // does not have. It follows the yaml tags of t (inline structs included);
 // under types with their own UnmarshalYAML it records keys unchecked.
 func (w *walker) walk(n *yaml.Node, t reflect.Type, keyPath string) {
-	for n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
+	// Aliased content was walked where its anchor is; following aliases
+	// would make nested aliases ("billion laughs") exponential.
+	if n.Kind == yaml.AliasNode {
+		return
 	}
 	if pos := [2]int{n.Line, n.Column}; keyPath != "" && w.keyPos[pos] == "" {
 		w.keyPos[pos] = keyPath

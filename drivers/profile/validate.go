@@ -40,7 +40,13 @@ func set(vals ...string) map[string]bool {
 type validator struct {
 	p  *Profile
 	ps *Problems
+	// budget bounds the names expanded for the duplicate check, so that
+	// nested blocks with large counts cannot make validation slow.
+	budget *int
 }
+
+// expansionBudget is how many expanded names the duplicate check visits.
+const expansionBudget = 200_000
 
 func (v *validator) add(key, format string, args ...any) {
 	v.ps.Add(v.p.KeyLine(key), key, format, args...)
@@ -48,7 +54,8 @@ func (v *validator) add(key, format string, args ...any) {
 
 // validate reports every problem of a decoded profile.
 func validate(p *Profile, ps *Problems) {
-	v := &validator{p: p, ps: ps}
+	budget := expansionBudget
+	v := &validator{p: p, ps: ps, budget: &budget}
 	v.header()
 	switch p.Protocol {
 	case "modbus":
@@ -284,7 +291,10 @@ func (v *validator) mbScope(prefix string, s *mbScope, points []Point, blocks []
 		if n < 1 {
 			n = 1
 		}
-		end := int(b.Start) + (n-1)*int(b.Stride) + inst
+		end := int(b.Start) + (min(n, 0x10001)-1)*int(b.Stride) + inst
+		if n > 0x10000 || end > 0x10000 {
+			v.add(k, "%d instances of stride %d from %d run past register 65535", n, b.Stride, b.Start)
+		}
 		if inst > 0 {
 			ext = append(ext, extent{"", int(b.Start), end, k})
 			span = max(span, end)
@@ -313,7 +323,10 @@ func (v *validator) overlaps(ext []extent) {
 	}
 }
 
-var numericTypes = set("u16", "s16", "u32", "s32", "u64", "s64", "f32", "f64")
+var (
+	numericTypes = set("u16", "s16", "u32", "s32", "u64", "s64", "f32", "f64")
+	integerTypes = set("u16", "s16", "u32", "s32", "u64", "s64")
+)
 
 func (v *validator) mbPoint(k string, s *mbScope, pt *Point) {
 	if pt.Name == "" && len(pt.Bits) == 0 {
@@ -450,7 +463,7 @@ func (v *validator) mbBlock(k string, s *mbScope, b *Block, inSunSpec bool) int 
 		switch {
 		case cp == nil:
 			v.add(k+".count_from", "no point named %q in an enclosing scope", b.CountFrom)
-		case !strings.HasPrefix(cp.Type, "u") && !strings.HasPrefix(cp.Type, "s"):
+		case !integerTypes[cp.Type]:
 			v.add(k+".count_from", "point %q is %s, not an integer", b.CountFrom, cp.Type)
 		}
 	}
@@ -553,7 +566,7 @@ func (v *validator) nameScope(prefix string, bound map[string]bool, points []Poi
 			nb[n] = true
 		}
 		req := index
-		if b.Name != "" {
+		if identRE.MatchString(b.Name) {
 			nb[b.Name] = true
 			req = append(append([]string(nil), index...), b.Name)
 		}
@@ -563,7 +576,8 @@ func (v *validator) nameScope(prefix string, bound map[string]bool, points []Poi
 			n = 2
 		}
 		n = min(n, 1000)
-		for j := 0; j < n; j++ {
+		for j := 0; j < n && *v.budget > 0; j++ {
+			*v.budget -= len(b.Points) + 1
 			iv := make(map[string]int, len(vars)+1)
 			for kk, vv := range vars {
 				iv[kk] = vv
@@ -575,7 +589,7 @@ func (v *validator) nameScope(prefix string, bound map[string]bool, points []Poi
 			if j == 0 {
 				v.nameScope(k+".", nb, b.Points, b.Blocks, req, seen, iv)
 			} else {
-				quiet := &validator{p: v.p, ps: &Problems{}}
+				quiet := &validator{p: v.p, ps: &Problems{}, budget: v.budget}
 				quiet.nameScope(k+".", nb, b.Points, b.Blocks, req, seen, iv)
 				for _, pr := range quiet.ps.List {
 					if strings.Contains(pr.Msg, "is also the name of") {
