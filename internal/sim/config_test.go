@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,16 +120,25 @@ devices:
 	}
 }
 
-func TestDemoConfigLoads(t *testing.T) {
-	file := filepath.Join("..", "..", "deploy", "sim", "demo-site.yaml")
-	if _, err := os.Stat(file); err != nil {
-		t.Skip("no demo config yet")
+func TestDeployConfigsLoad(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "deploy", "sim", "*.yaml"))
+	must(t, err)
+	if len(files) < 2 {
+		t.Fatalf("found %d configs in deploy/sim", len(files))
 	}
-	cfg, err := LoadConfig(file)
-	must(t, err)
-	s, err := New(cfg, builtinProfiles(t), nil)
-	must(t, err)
-	if len(s.Devices()) < 3 {
-		t.Errorf("demo has %d devices", len(s.Devices()))
+	for _, file := range files {
+		cfg, err := LoadConfig(file)
+		must(t, err)
+		s, err := New(cfg, builtinProfiles(t), nil)
+		must(t, err)
+		if strings.HasSuffix(file, "demo-site.yaml") {
+			if got := strings.Join(s.Devices(), " "); got != "rack-a1 ups-2 rack-b2" {
+				t.Errorf("demo devices %q", got)
+			}
+			d, _ := s.Device("rack-a1")
+			if n := len(d.Points()); n < 2*8*16*3 {
+				t.Errorf("demo rack has %d points", n)
+			}
+		}
 	}
 }
