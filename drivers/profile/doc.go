@@ -36,7 +36,7 @@
 //	current_sign: charge_positive     # raw battery current convention
 //	match: {vendor: re, model: re, firmware: re, sys_object_id: oid, sunspec_models: [802]}
 //	modbus: {max_registers, max_gap, unreadable, pause, close_after_round,
-//	         busy_retries, word_order, byte_order, sentinels: sunspec}
+//	           busy_retries, word_order, byte_order, sentinels: sunspec}
 //	scale_factors: {V_SF: 59}         # {sf: V_SF} scales read this register
 //	points: [...]
 //	blocks: [...]                     # repeating groups
@@ -44,41 +44,44 @@
 //
 // A point:
 //
-//	- name: "string[{string}].current.amps"  # vocabulary name (docs/points.md)
-//	  address: 13          # 0-based wire address, relative to its block/model
-//	  space: holding       # holding (default) | input | coil | discrete
-//	  type: s16            # u16 s16 u32 s32 u64 s64 f32 f64 string
-//	                       # bitfield16 bitfield32 enum16 enum32 bool
-//	  length: 8            # registers, strings only
-//	  scale: {sf: A_SF}    # 0.1 | {pow10: n} | {pow2: n} | {sf: NAME} | {factor: x}
-//	  offset: -3200        # value = raw x scale + offset
-//	  unit: A              # V A W VA Wh Ah Hz degC % s ohm count ppm; implied by the name's suffix
-//	  sign: battery        # battery: follows current_sign; invert: always flipped
-//	  invalid: [0xFFFF]    # raw values meaning "not available"
-//	  range: {min: 0, max: 6}   # plausible values after scaling, else FaultRange
-//	  enum: {1: "off", 4: charging}          # enum16/enum32
-//	  bits: {0: "...balancing"}              # bitfield16/bitfield32: bit -> bool point
-//	  access: rw           # r (default) | rw: a setting or command; never written
-//	  word_order: little   # big (default) | little, overrides modbus.word_order
+//	points:
+//	  - name: "string[{string}].current.amps"  # vocabulary name (docs/points.md)
+//	    address: 13          # 0-based wire address, relative to its block/model
+//	    space: holding       # holding (default) | input | coil | discrete
+//	    type: s16            # u16 s16 u32 s32 u64 s64 f32 f64 string
+//	                         # bitfield16 bitfield32 enum16 enum32 bool
+//	    length: 8            # registers, strings only
+//	    scale: {sf: A_SF}    # 0.1 | {pow10: n} | {pow2: n} | {sf: NAME} | {factor: x}
+//	    offset: -3200        # value = raw x scale + offset
+//	    unit: A              # V A W VA Wh Ah Hz degC % s ohm count ppm; implied by the name's suffix
+//	    sign: battery        # battery: follows current_sign; invert: always flipped
+//	    invalid: [0xFFFF]    # raw values meaning "not available"
+//	    range: {min: 0, max: 6}   # plausible values after scaling, else FaultRange
+//	    enum: {1: "off", 4: charging}          # enum16/enum32
+//	    bits: {0: "...balancing"}              # bitfield16/bitfield32: bit -> bool point
+//	    access: rw           # r (default) | rw: a setting or command; never written
+//	    word_order: little   # big (default) | little, overrides modbus.word_order
 //
 // A block repeats its points and nested blocks:
 //
-//	- name: cell            # the {cell} placeholder its names use
-//	  count: 16             # or count_from: <point name>, or fit: true (SunSpec)
-//	  max_count: 256        # required with count_from / fit
-//	  start: 44             # first instance, relative to the enclosing scope
-//	  stride: 4             # registers between instances
-//	  index_base: 1         # index of the first instance (default 1)
+//	blocks:
+//	  - name: cell            # the {cell} placeholder its names use
+//	    count: 16             # or count_from: <point name>, or fit: true (SunSpec)
+//	    max_count: 256        # required with count_from / fit
+//	    start: 44             # first instance, relative to the enclosing scope
+//	    stride: 4             # registers between instances
+//	    index_base: 1         # index of the first instance (default 1)
 //
 // A SunSpec model (protocol modbus) maps one model of the discovered chain;
 // addresses are offsets from its ID register, and index names the registers
 // whose values give each instance of a repeated model its indices:
 //
-//	- id: 805
-//	  index: {string: 2, module: 3}
-//	  scale_factors: {CellV_SF: 42, Tmp_SF: 43}
-//	  points: [...]
-//	  blocks: [{name: cell, fit: true, max_count: 256, start: 44, stride: 4, points: [...]}]
+//	models:
+//	  - id: 805
+//	    index: {string: 2, module: 3}
+//	    scale_factors: {CellV_SF: 42, Tmp_SF: 43}
+//	    points: [...]
+//	    blocks: [{name: cell, fit: true, max_count: 256, start: 44, stride: 4, points: [...]}]
 //
 // # Validation
 //
