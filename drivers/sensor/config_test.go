@@ -85,6 +85,8 @@ func TestNewPollerErrors(t *testing.T) {
 			"pins.door.opn: profile gpio-contacts has no such point"},
 		{"missing pin", sensor.Config{Bus: "gpio"}, "gpio-contacts", hardware(nil, pins("GPIO17")),
 			`local/gpio-contacts.yaml:26: points[1] (alarm.smoke): no GPIO pin "GPIO27"`},
+		{"pin for an ADC point", sensor.Config{Bus: "i2c", Name: "1", Pins: map[string]string{"gas.h2.ppm": "GPIO5"}}, "offgas-ads1115",
+			hardware(&i2ctest.Playback{}, pins("GPIO5")), "pins.gas.h2.ppm: not a contact point (type float)"},
 		{"ina219 address", sensor.Config{Bus: "i2c", Name: "1", Address: 0x76}, "ina219-12v", hardware(&i2ctest.Playback{}, nil),
 			"address: an ina219 answers at 0x40-0x4f, not 0x76"},
 		{"beacon on an input", sensor.Config{Bus: "gpio", Beacon: &sensor.BeaconConfig{Pin: "GPIO17"}}, "gpio-contacts", hardware(nil, contacts),

@@ -204,3 +204,14 @@ func TestSetBeaconWithoutBeacon(t *testing.T) {
 		t.Error("SetBeacon without a beacon pin: no error")
 	}
 }
+
+func TestPollWrongLength(t *testing.T) {
+	p, err := sensor.NewPoller(sensor.Config{Bus: "gpio"}, builtin(t, "gpio-contacts"),
+		hardware(nil, pins("GPIO17", "GPIO27", "GPIO22", "GPIO23")), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Poll(t.Context(), make([]drivers.Reading, 2)); err == nil || err.Error() != "sensor: 2 readings for 5 points" {
+		t.Errorf("got %v", err)
+	}
+}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/emberwatch/emberwatch/drivers"
@@ -107,10 +109,10 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 	}
 
 	byPin := map[string]*input{}
-	known := map[string]bool{}
+	known := map[string]string{} // point name -> type
 	for i := range prof.Points {
 		pt := &prof.Points[i]
-		known[pt.Name] = true
+		known[pt.Name] = pt.Type
 		where := func(err error) error {
 			return fmt.Errorf("%s:%d: points[%d] (%s): %w", prof.File, pt.Line, i, pt.Name, err)
 		}
@@ -160,9 +162,12 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 			return nil, where(fmt.Errorf("type %q is not bool, counter or float", pt.Type))
 		}
 	}
-	for name := range cfg.Pins {
-		if !known[name] {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Pins)) {
+		switch t, ok := known[name]; {
+		case !ok:
 			return nil, fmt.Errorf("pins.%s: profile %s has no such point", name, prof.ID)
+		case t == "float":
+			return nil, fmt.Errorf("pins.%s: not a contact point (type float)", name)
 		}
 	}
 	if cfg.Beacon != nil {
@@ -334,7 +339,8 @@ func (p *Poller) SetBeacon(on bool) error {
 }
 
 // Changes returns the count of debounced level changes of the contact point
-// named name, and whether there is such a point.
+// named name, and whether there is such a point. Like Poll, it belongs to
+// the polling goroutine.
 func (p *Poller) Changes(name string) (uint64, bool) {
 	for _, c := range p.contacts {
 		if p.points[c.idx].Name == name {
