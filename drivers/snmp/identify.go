@@ -42,6 +42,10 @@ var identityOIDs = []struct{ key, oid string }{
 	{"lgpAgentIdentModel", "1.3.6.1.4.1.476.1.42.2.1.2.0"},
 	{"lgpAgentIdentFirmwareVersion", "1.3.6.1.4.1.476.1.42.2.1.3.0"},
 	{"lgpAgentIdentSerialNumber", "1.3.6.1.4.1.476.1.42.2.1.4.0"},
+	// The first device behind a Liebert card: its product OID tells a UPS
+	// (lgpUpsProducts, ...42.4.2) from a cooling unit.
+	{"lgpAgentDeviceId", "1.3.6.1.4.1.476.1.42.2.4.2.1.2.1"},
+	{"lgpAgentDeviceModel", "1.3.6.1.4.1.476.1.42.2.4.2.1.4.1"},
 }
 
 // Identify reads what the device says about itself. Vendor, Model,
@@ -121,7 +125,7 @@ func ReadIdentity(ctx context.Context, g *gosnmp.GoSNMP, extra ...struct{ key, o
 	}
 	id := drivers.Identity{
 		Vendor:   first("profile.vendor", "xupsIdentManufacturer", "lgpAgentIdentManufacturer", "upsIdentManufacturer"),
-		Model:    first("profile.model", "upsBasicIdentModel", "xupsIdentModel", "upsmgIdentModelName", "lgpAgentIdentModel", "upsIdentModel"),
+		Model:    first("profile.model", "upsBasicIdentModel", "xupsIdentModel", "upsmgIdentModelName", "lgpAgentDeviceModel", "lgpAgentIdentModel", "upsIdentModel"),
 		Firmware: first("profile.firmware", "upsAdvIdentFirmwareRevision", "xupsIdentSoftwareVersion", "lgpAgentIdentFirmwareVersion", "upsIdentUPSSoftwareVersion"),
 		Serial:   first("profile.serial", "upsAdvIdentSerialNumber", "upsmgIdentSerialNumber", "lgpAgentIdentSerialNumber"),
 		Extra:    ex,
@@ -142,7 +146,7 @@ func ReadIdentity(ctx context.Context, g *gosnmp.GoSNMP, extra ...struct{ key, o
 // insensitive; sys_object_id is an OID prefix). A profile without a match
 // block matches nothing.
 func MatchProfile(m profile.Match, id drivers.Identity) (bool, error) {
-	if m.Vendor == "" && m.Model == "" && m.Firmware == "" && m.SysObjectID == "" {
+	if m.Vendor == "" && m.Model == "" && m.Firmware == "" && m.SysObjectID == "" && len(m.Extra) == 0 {
 		return false, nil
 	}
 	check := func(re, v string) (bool, error) {
@@ -155,6 +159,12 @@ func MatchProfile(m profile.Match, id drivers.Identity) (bool, error) {
 	modelText := strings.Join([]string{id.Model, id.Extra["upsIdentModel"]}, "\n")
 	for _, c := range []struct{ re, v string }{{m.Vendor, vendorText}, {m.Model, modelText}, {m.Firmware, id.Firmware}} {
 		ok, err := check(c.re, c.v)
+		if err != nil || !ok {
+			return false, err
+		}
+	}
+	for k, re := range m.Extra {
+		ok, err := matchRE(re, id.Extra[k])
 		if err != nil || !ok {
 			return false, err
 		}

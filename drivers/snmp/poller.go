@@ -354,6 +354,7 @@ func (p *Poller) get(ctx context.Context, slots []int) error {
 			}
 			sl := &p.slots[slots[i]]
 			sl.absent = p.round
+			sl.fault, sl.detail = drivers.FaultAbsent, "noSuchName"
 			slots = append(slots[:i:i], slots[i+1:]...)
 			continue
 		case gosnmp.TooBig:
@@ -469,6 +470,12 @@ func (p *Poller) Poll(ctx context.Context, out []Reading) error {
 			break
 		}
 		asked++
+		for si := range p.slots {
+			// Until the walk sees it, a row is missing from the table.
+			if p.slots[si].table == ti {
+				p.slots[si].fault, p.slots[si].detail = drivers.FaultAbsent, "not in table"
+			}
+		}
 		if err := p.walkRound(ctx, ti); err != nil {
 			f, werr := p.classify(err)
 			for si := range p.slots {

@@ -151,6 +151,7 @@ func (p *Poller) discoverTable(ctx context.Context, b *profile.Block, parent map
 	if maxRows <= 0 {
 		maxRows = defaultMaxRows
 	}
+	tab := table{name: b.Name, entry: entry, maxRows: maxRows}
 	colSet := map[string]bool{}
 	var valueCols []string
 	addCol := func(oid string, value bool) {
@@ -179,9 +180,17 @@ func (p *Poller) discoverTable(ctx context.Context, b *profile.Block, parent map
 		cols = append(cols, c)
 	}
 	sort.Slice(cols, func(i, j int) bool { return oidLess(cols[i], cols[j]) })
+	tab.cols = valueCols
 	got := map[string]map[string]gosnmp.SnmpPDU{} // column -> row -> value
 	rowSet := map[string]bool{}
-	err := p.walkColumns(ctx, cols, maxRows, func(c int, row string, v gosnmp.SnmpPDU) {
+	// A select block keeps few rows of a table shared with other points:
+	// walk past the rows it does not keep.
+	walkMax := maxRows
+	if b.Select != nil || b.ParentColumn != "" {
+		walkMax = max(maxRows, 16*defaultMaxRows)
+	}
+	tab.maxRows = walkMax
+	err := p.walkColumns(ctx, cols, walkMax, func(c int, row string, v gosnmp.SnmpPDU) {
 		m := got[cols[c]]
 		if m == nil {
 			m = map[string]gosnmp.SnmpPDU{}
@@ -194,10 +203,22 @@ func (p *Poller) discoverTable(ctx context.Context, b *profile.Block, parent map
 		_, werr := p.classify(err)
 		return nil, fmt.Errorf("%s: discover rows: %w", where, werr)
 	}
-	tab := table{name: b.Name, entry: entry, cols: valueCols, maxRows: maxRows}
 	ti := len(p.tables)
 	rows := map[string]map[string]int{}
+	// Some agents (EAST iStars) index table rows "1.0", "2.0": a trailing
+	// .0 on every row is not the instance number.
+	trailingZero := len(rowSet) > 0
+	for row := range rowSet {
+		if !strings.HasSuffix(row, ".0") {
+			trailingZero = false
+		}
+	}
+	seen := map[string]bool{}
 	for _, row := range sortedKeys(rowSet) {
+		if len(rows) >= maxRows {
+			p.log.Warn("table has more rows than max_rows; the rest are ignored", "block", b.Name, "max_rows", maxRows)
+			break
+		}
 		if s := b.Select; s != nil {
 			v, ok := got[normOID(s.Column)][row]
 			if !ok || strings.TrimPrefix(textOf(v), ".") != strings.TrimPrefix(s.Equals, ".") {
@@ -216,6 +237,9 @@ func (p *Poller) discoverTable(ctx context.Context, b *profile.Block, parent map
 			inst = n
 		default:
 			parts := strings.Split(row, ".")
+			if trailingZero {
+				parts = parts[:len(parts)-1]
+			}
 			k := len(parts) - 1
 			if b.IndexPart > 0 {
 				k = b.IndexPart - 1
@@ -242,7 +266,20 @@ func (p *Poller) discoverTable(ctx context.Context, b *profile.Block, parent map
 				vars[k] = x
 			}
 		}
-		vars[b.Name] = inst
+		if b.Name == "" {
+			if len(rows) > 0 {
+				p.log.Warn("select block without a name matched several rows; the first is used", "table", b.Table, "row", row)
+				continue
+			}
+		} else {
+			vars[b.Name] = inst
+		}
+		key := fmt.Sprint(vars) // fmt prints maps sorted
+		if seen[key] {
+			p.log.Warn("table rows with the same instance; the first is used", "block", b.Name, "row", row)
+			continue
+		}
+		seen[key] = true
 		rows[row] = vars
 		repl := func(s string) string {
 			for k, x := range vars {
