@@ -65,7 +65,6 @@ type Agent struct {
 	start   time.Time
 	devices []*device
 	links   []*linkLoop
-	dets    map[string]Detector
 	pub     Publisher
 
 	alertMu sync.Mutex
@@ -83,7 +82,7 @@ func New(opts Options) (*Agent, error) {
 		opts.Now = time.Now
 	}
 	cfg := opts.Config
-	a := &Agent{opts: opts, cfg: cfg, log: opts.Log, now: opts.Now, pub: opts.Publisher, dets: map[string]Detector{}}
+	a := &Agent{opts: opts, cfg: cfg, log: opts.Log, now: opts.Now, pub: opts.Publisher}
 	var errs []error
 	byLink := map[string]*linkLoop{}
 	var linkOrder []string
@@ -99,13 +98,8 @@ func New(opts Options) (*Agent, error) {
 			errs = append(errs, fmt.Errorf("%s:%d: devices[%d]: %w", cfg.fileName(), cfg.Line(fmt.Sprintf("devices[%d]", i)), i, err))
 			continue
 		}
-		d := newDevice(dc, p, link, a.tags(dc))
+		d := newDevice(dc, prof, p, link, a.tags(dc))
 		a.devices = append(a.devices, d)
-		if opts.NewDetector != nil {
-			if det := opts.NewDetector(dc, prof, d.points); det != nil {
-				a.dets[dc.ID] = det
-			}
-		}
 		l, ok := byLink[link]
 		if !ok {
 			l = &linkLoop{name: link, log: a.log.With("link", link), now: a.now, wake: make(chan struct{}, 1)}
@@ -178,14 +172,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // process handles one device's rounds in order: detection, telemetry.
 func (a *Agent) process(ctx context.Context, d *device) {
-	det := a.dets[d.id]
 	var idBuf []byte
 	emit := func(al wire.Alert) { a.publishAlert(ctx, d, al) }
 	for r := range d.out {
 		d.noteRound(r)
-		if det != nil {
-			det.Step(r.at, r.readings, r.err, emit)
-			a.setBurst(d, det.Stage() >= wire.StageWatch)
+		d.prepareProcessor(r.lay, a.opts.NewDetector)
+		if d.det != nil {
+			d.det.Step(r.at, r.readings, r.err, emit)
+			a.setBurst(d, d.det.Stage() >= wire.StageWatch)
 		}
 		// A dead round is published too: its fault fields tell the
 		// collector the device is down, with the sample's time.
@@ -195,7 +189,7 @@ func (a *Agent) process(ctx context.Context, d *device) {
 			a.log.Warn("telemetry not published", "device", d.id, "err", err)
 		}
 		if a.opts.OnRound != nil {
-			a.opts.OnRound(d.id, r.at, d.points, r.readings, r.err)
+			a.opts.OnRound(d.id, r.at, r.lay.points, r.readings, r.err)
 		}
 		d.free <- r
 	}

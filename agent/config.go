@@ -5,7 +5,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/emberwatch/emberwatch/agent/detect"
 	"github.com/emberwatch/emberwatch/drivers/modbus"
 	"github.com/emberwatch/emberwatch/drivers/sensor"
 	"github.com/emberwatch/emberwatch/drivers/snmp"
@@ -23,7 +22,7 @@ type Config struct {
 	Heartbeat     time.Duration  `yaml:"heartbeat"`
 	Devices       []DeviceConfig `yaml:"devices"`
 	Hooks         []HookConfig   `yaml:"hooks"`
-	Detection     *detect.Config `yaml:"detection"`
+	DetectionFile string         `yaml:"detection_file"`
 	Traps         *TrapConfig    `yaml:"traps"`
 	BlackBox      time.Duration  `yaml:"black_box"`
 	MetricsListen string         `yaml:"metrics_listen"`

@@ -1,17 +1,27 @@
 package agent
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/emberwatch/emberwatch/drivers"
+	"github.com/emberwatch/emberwatch/drivers/profile"
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
+// layout is one generation of a device's points. Devices whose points are
+// read from the device itself (a SunSpec chain) start with an empty layout
+// and get a new one when the driver reports a change.
+type layout struct {
+	points []*drivers.Point
+}
+
 // round is one sampling round of one device, a reusable buffer.
 type round struct {
+	lay      *layout
 	due      time.Time // the deadline it was sampled for
 	at       time.Time // when polling started (the sample's timestamp)
 	dur      time.Duration
@@ -27,9 +37,11 @@ const queueDepth = 8
 type device struct {
 	id     string
 	cfg    *DeviceConfig
+	prof   *profile.Profile
 	poller drivers.Poller
-	points []*drivers.Point
 	link   string
+	tags   []wire.Tag
+	lay    *layout // current layout, owned by the link goroutine
 
 	dl      deadline
 	burst   atomic.Int64 // burst period in ns; 0 = normal period
@@ -38,7 +50,10 @@ type device struct {
 	free chan *round // rounds ready to be filled
 	out  chan *round // rounds waiting for the processor
 
-	enc encoder
+	// Owned by the processor goroutine.
+	encLay *layout
+	enc    encoder
+	det    Detector
 
 	rounds, overruns, skipped, drops, failures atomic.Uint64
 
@@ -52,32 +67,58 @@ type device struct {
 	latencyNS atomic.Int64 // last poll duration
 }
 
-func newDevice(cfg *DeviceConfig, p drivers.Poller, link string, tags []wire.Tag) *device {
-	d := &device{id: cfg.ID, cfg: cfg, poller: p, points: p.Points(), link: link,
+func newDevice(cfg *DeviceConfig, prof *profile.Profile, p drivers.Poller, link string, tags []wire.Tag) *device {
+	d := &device{id: cfg.ID, cfg: cfg, prof: prof, poller: p, link: link, tags: tags,
 		free: make(chan *round, queueDepth), out: make(chan *round, queueDepth),
 		health: wire.HealthDown}
+	d.lay = &layout{points: p.Points()}
 	for range queueDepth {
-		d.free <- &round{readings: make([]drivers.Reading, len(d.points))}
+		d.free <- &round{}
 	}
-	d.enc = newEncoder(tags, d.points)
 	return d
+}
+
+// preparer is implemented by pollers that read their layout from the
+// device before the first round (SunSpec discovery).
+type preparer interface {
+	Prepare(ctx context.Context) error
+}
+
+// refreshLayout starts a new layout generation when the poller's points
+// changed (first discovery, device replaced by another model).
+func (d *device) refreshLayout(ctx context.Context) {
+	pts := d.poller.Points()
+	if len(pts) == 0 {
+		if p, ok := d.poller.(preparer); ok && p.Prepare(ctx) == nil {
+			pts = d.poller.Points()
+		}
+	}
+	old := d.lay.points
+	if len(pts) == len(old) && (len(pts) == 0 || &pts[0] == &old[0]) {
+		return
+	}
+	d.lay = &layout{points: pts}
 }
 
 // acquire returns a buffer for the next round. When every buffer is queued
 // the oldest queued round is dropped: sampling never waits for the network.
 func (d *device) acquire() *round {
+	var r *round
 	select {
-	case r := <-d.free:
-		return r
+	case r = <-d.free:
 	default:
+		select {
+		case r = <-d.out:
+			d.drops.Add(1)
+		case r = <-d.free:
+		}
 	}
-	select {
-	case r := <-d.out:
-		d.drops.Add(1)
-		return r
-	case r := <-d.free:
-		return r
+	if r.lay != d.lay {
+		// Only when the layout changed: steady state reuses the buffer.
+		r.lay = d.lay
+		r.readings = make([]drivers.Reading, len(d.lay.points))
 	}
+	return r
 }
 
 // period is the current sampling period (burst when set).
@@ -91,7 +132,11 @@ func (d *device) period() time.Duration {
 func (d *device) noteRound(r *round) {
 	faulted := 0
 	for i := range r.readings {
-		if r.readings[i].Fault != drivers.FaultNone {
+		switch r.readings[i].Fault {
+		case drivers.FaultNone, drivers.FaultSentinel, drivers.FaultAbsent:
+			// "Not available" is the device's own, steady answer for a
+			// point it does not implement, not a health problem.
+		default:
 			faulted++
 		}
 	}
@@ -130,6 +175,20 @@ type encoder struct {
 type group struct {
 	prefix  []byte // "ember,tags... "
 	indices []int  // points of this component, in profile order
+}
+
+// prepareProcessor rebuilds what depends on the layout: the encoder and the
+// detector. Runs on the processor goroutine.
+func (d *device) prepareProcessor(lay *layout, newDet func(*DeviceConfig, *profile.Profile, []*drivers.Point) Detector) {
+	if d.encLay == lay {
+		return
+	}
+	d.encLay = lay
+	d.enc = newEncoder(d.tags, lay.points)
+	d.det = nil
+	if newDet != nil && len(lay.points) > 0 {
+		d.det = newDet(d.cfg, d.prof, lay.points)
+	}
 }
 
 func newEncoder(base []wire.Tag, points []*drivers.Point) encoder {

@@ -85,7 +85,6 @@ func (s *DriverSet) hardware() (sensor.Hardware, error) {
 // Close releases shared links.
 func (s *DriverSet) Close() error {
 	var errs []error
-	errs = append(errs, s.modbus.Close())
 	if s.hwc != nil {
 		errs = append(errs, s.hwc.Close())
 	}

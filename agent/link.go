@@ -83,6 +83,7 @@ func (l *linkLoop) poll(ctx context.Context, d *device) {
 
 // pollOnce samples d and hands the round to its processor.
 func (l *linkLoop) pollOnce(ctx context.Context, d *device) (end time.Time) {
+	d.refreshLayout(ctx)
 	r := d.acquire()
 	r.due = d.dl.Next()
 	r.at = l.now()

@@ -42,6 +42,10 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 		fmt.Fprintf(os.Stdout, "%s: ok (%d devices)\n", cfgFile, len(cfg.Devices))
 		return nil
 	}
+	ov, err := LoadDetection(cfg)
+	if err != nil {
+		return err
+	}
 	nc, err := ConnectNATS(cfg.NATS, "ember-agent "+cfg.AgentID)
 	if err != nil {
 		return err
@@ -51,7 +55,7 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	defer ds.Close()
 	a, err := New(Options{
 		Config: cfg, Profiles: profiles, Pollers: ds, Publisher: NewNATSPublisher(nc),
-		NewDetector: DefaultDetector(cfg), Log: log,
+		NewDetector: DefaultDetector(ov), Log: log,
 	})
 	if err != nil {
 		return err

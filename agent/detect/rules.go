@@ -290,11 +290,12 @@ func (d *Detector) escalateDataLoss(now int64, lostRound bool) {
 // finish applies the device-level rules (propagation, corroboration), runs
 // every condition's stage machine and emits the changes.
 func (d *Detector) finish(now int64, at time.Time, emit func(wire.Alert)) {
-	// Propagation: two or more cells at critical on their own evidence.
+	// Propagation: two or more cells thermally critical on their own
+	// evidence (a whole string over-voltage is not propagation).
 	nCrit := 0
 	var first string
 	for _, c := range d.conds {
-		if c.isCell && c.own >= wire.StageCritical && c.comp != first {
+		if c.isCell && c.family == FamilyThermal && c.own >= wire.StageCritical && c.comp != first {
 			if nCrit == 0 {
 				first = c.comp
 			}
@@ -303,7 +304,7 @@ func (d *Detector) finish(now int64, at time.Time, emit func(wire.Alert)) {
 	}
 	if nCrit >= 2 {
 		for _, c := range d.conds {
-			if c.isCell && c.own >= wire.StageCritical {
+			if c.isCell && c.family == FamilyThermal && c.own >= wire.StageCritical {
 				c.evidence = wire.StageEmergency
 			}
 		}

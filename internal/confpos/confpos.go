@@ -153,9 +153,14 @@ func (d *Doc) Check(path string, err error) {
 	}
 	for _, e := range unjoin(err) {
 		msg := e.Error()
-		if k, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(k, " ") && d.Has(path+"."+k) {
-			d.Errorf(path+"."+k, "%s", rest)
-			continue
+		if k, rest, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(k, " ") {
+			// Validators name keys relative to their section ("url") or
+			// with the section's own name first ("snmp.v3.user").
+			last := path[strings.LastIndexAny(path, ".]")+1:]
+			if sub := strings.TrimPrefix(k, last+"."); sub != k || d.Has(path+"."+k) {
+				d.Errorf(path+"."+sub, "%s", rest)
+				continue
+			}
 		}
 		d.Errorf(path, "%s", msg)
 	}
