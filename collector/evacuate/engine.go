@@ -444,6 +444,26 @@ func (e *Engine) execute(ctx context.Context, ev Evac, phase string) {
 		return
 	}
 	base := AuditRecord{EvacID: ev.ID, Domain: ev.Domain, Phase: phase, Drill: ev.Drill, DryRun: ev.DryRun, Fence: fence}
+	// Publish (once, via the ledger) while the hooks start: neither waits
+	// for the other, which keeps alert → first hook short.
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		e.publishOnce(ctx, ev, phase, &msg, base)
+	}()
+	defer func() { <-pubDone }()
+	e.set.RunPhase(ctx, &msg, hooks.PhaseOptions{Owner: e.cfg.ID, Fence: fence, Guard: e.lease.Valid,
+		OnEvent: func(h hooks.Event) {
+			r := base
+			r.Time, r.Kind, r.Hook, r.Attempt, r.Error = h.Time, h.Kind, h.Hook, h.Attempt, h.Error
+			e.audit(r, true)
+		}})
+	ok = e.lease.Valid() == nil
+}
+
+// publishOnce publishes a phase's message unless an earlier leader did.
+func (e *Engine) publishOnce(ctx context.Context, ev Evac, phase string, msg *wire.Evacuation, base AuditRecord) {
+	fence := msg.Fence
 	pkey := hooks.LedgerKey(ev.ID, phase, publishHook)
 	granted, rev, _, err := e.ledger.Claim(ctx, pkey, hooks.Entry{State: hooks.StateStarted, Owner: e.cfg.ID, Fence: fence, Time: e.now()}, true)
 	switch {
@@ -453,7 +473,7 @@ func (e *Engine) execute(ctx context.Context, ev Evac, phase string) {
 		e.audit(r, true)
 		return
 	case granted:
-		body, _ := json.Marshal(&msg)
+		body, _ := json.Marshal(msg)
 		m := nats.NewMsg(wire.EvacSubject(ev.Site, ev.Domain))
 		m.Data = body
 		m.Header.Set(wire.MsgIDHeader, ev.ID+"."+phase)
@@ -469,13 +489,6 @@ func (e *Engine) execute(ctx context.Context, ev Evac, phase string) {
 		r.Kind = "already_published"
 		e.audit(r, true)
 	}
-	e.set.RunPhase(ctx, &msg, hooks.PhaseOptions{Owner: e.cfg.ID, Fence: fence, Guard: e.lease.Valid,
-		OnEvent: func(h hooks.Event) {
-			r := base
-			r.Time, r.Kind, r.Hook, r.Attempt, r.Error = h.Time, h.Kind, h.Hook, h.Attempt, h.Error
-			e.audit(r, true)
-		}})
-	ok = e.lease.Valid() == nil
 }
 
 // onEvacMsg verifies every evacuation message on the site: a forged,
