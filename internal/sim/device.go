@@ -157,6 +157,9 @@ func (d *Device) Set(pattern string, v float64) error {
 	}
 	for _, p := range ps {
 		p.value, p.unavailable, p.script, p.pinned = v, false, nil, true
+		for _, b := range p.bits { // a whole bitfield sets its bits
+			b.value = float64(uint64(max(v, 0)) >> b.bit & 1)
+		}
 	}
 	return d.changed(ps)
 }
@@ -333,6 +336,7 @@ func (d *Device) encode(p *point) error {
 				raw &^= 1 << b.bit
 			}
 		}
+		p.value = float64(raw) // the register as a whole, bits included
 		p.enc.put(raw, buf)
 	default:
 		sf := 0

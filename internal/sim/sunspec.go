@@ -259,7 +259,7 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 	b.static(0, 1, 66)
 	b.str(2, 16, "Mn", "bms.identity.manufacturer", o.Manufacturer)
 	b.str(18, 16, "Md", "bms.identity.model", o.Model)
-	b.str(34, 8, "Opt", "bms.identity.options", "")
+	b.str(34, 8, "Opt", "bms.identity.options", "Li-ion")
 	b.str(42, 8, "Vr", "bms.identity.firmware", o.Version)
 	b.str(50, 16, "SN", "bms.identity.serial", o.Serial)
 	b.reg(66, "u16", "DA", "bms.identity.device_address", nil, float64(o.UnitID))
@@ -583,11 +583,22 @@ func aliasSunSpec(d *Device, prof *profile.Profile, at map[uint16]*point, base u
 					return fmt.Errorf("point %s at %d: profile says %s (%d registers), the chain has %s", in.Name, in.Addr, in.Point.Type, in.Point.RegCount(), p.enc.Type)
 				}
 				d.alias(p, in.Name)
-				for bit, n := range in.Bits {
+				for _, bit := range sortedBits(in.Bits) {
+					n := in.Bits[bit]
+					var found bool
 					for _, q := range p.bits {
 						if q.bit == bit {
 							d.alias(q, n)
+							found = true
 						}
+					}
+					if !found && strings.HasPrefix(p.enc.Type, "bitfield") {
+						// A bit the chain did not name: a point of its own.
+						q := &point{name: n, space: p.space, addr: p.addr, parent: p, bit: bit}
+						if err := d.add(q); err != nil {
+							return err
+						}
+						p.bits = append(p.bits, q)
 					}
 				}
 				return nil
