@@ -205,6 +205,7 @@ func (p *Poller) probe(i int) error {
 	covered := make([]bool, r.qty)
 	for _, si := range p.reqSlots[i] {
 		s := &p.c.slots[si]
+		time.Sleep(p.q.pause) // devices that need a pause need it here too
 		err := p.readRetry(s.sp, s.addr, p.buf[s.bufOff:s.bufOff+int(s.n)])
 		switch classify(err) {
 		case classOK:
@@ -222,6 +223,7 @@ func (p *Poller) probe(i int) error {
 			return err
 		}
 		if s.hasSF && s.sfReq == i && !s.absent {
+			time.Sleep(p.q.pause)
 			err := p.readRetry(s.sp, s.sfAddr, p.buf[s.sfBufOff:s.sfBufOff+1])
 			switch classify(err) {
 			case classOK, classException, classBusy:

@@ -164,7 +164,7 @@ func serveSunSpec(t testing.TB, srv *modbustest.Server, prof *profile.Profile, r
 	return want, wantText
 }
 
-func checkSunSpec(t *testing.T, out []drivers.Reading, want map[string]float64, wantText map[string]string) {
+func checkValues(t *testing.T, out []drivers.Reading, want map[string]float64, wantText map[string]string) {
 	t.Helper()
 	got := byName(out)
 	if len(got) != len(want)+len(wantText) {
@@ -206,7 +206,7 @@ func TestSunSpecDiscoveryAndValues(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkSunSpec(t, out, want, wantText)
+			checkValues(t, out, want, wantText)
 			if name := "string[2].module[3].cell[4].voltage.volts"; byName(out)[name].Point == nil {
 				t.Errorf("%s not discovered", name)
 			}
@@ -293,7 +293,7 @@ func TestSunSpecRediscoveryAfterComeback(t *testing.T) {
 	if err := p.Poll(ctx, out); err != nil {
 		t.Fatal(err)
 	}
-	checkSunSpec(t, out, want, wantText)
+	checkValues(t, out, want, wantText)
 }
 
 // TestNotSunSpec: a device without the marker fails discovery clearly.
