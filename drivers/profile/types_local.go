@@ -7,7 +7,7 @@ import "time"
 // config says where it is (bus name, I2C address, host pin names).
 type LocalOptions struct {
 	// Driver names the chip or input kind: gpio-contacts, ads1x15, bmxx80,
-	// ina219.
+	// aht20, ina219.
 	Driver string `yaml:"driver,omitempty"`
 	// Chip narrows the driver: ads1115 or ads1015 (ads1x15); bme280 or
 	// bmp280 (bmxx80, which reads the chip id and refuses a mismatch).
@@ -78,8 +78,8 @@ type LocalAddr struct {
 	FaultAbove *float64 `yaml:"fault_above,omitempty"`
 
 	// Measure names a sensor's quantity: temperature (degC), humidity (%)
-	// or pressure (Pa) for bmxx80; voltage (V, the bus), current (A),
-	// power (W) or shunt (V) for ina219.
+	// or pressure (Pa) for bmxx80; temperature or humidity for aht20;
+	// voltage (V, the bus), current (A), power (W) or shunt (V) for ina219.
 	Measure string `yaml:"measure,omitempty"`
 }
 

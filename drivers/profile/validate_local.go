@@ -13,6 +13,7 @@ var localChips = map[string][]string{
 	"ads1x15":       {"ads1115", "ads1015"},
 	"bmxx80":        {"bme280", "bmp280"},
 	"ina219":        {"ina219"},
+	"aht20":         {"aht20"},
 }
 
 var localAddrs = map[string][]uint16{
@@ -20,12 +21,14 @@ var localAddrs = map[string][]uint16{
 	"bmxx80":  {0x76, 0x77},             // SDO to GND, VDD
 	"ina219": {0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47,
 		0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F}, // A0, A1 to GND, VS+, SDA, SCL
+	"aht20": {0x38}, // fixed
 }
 
 // localMeasures are the quantities a sensor driver reads.
 var localMeasures = map[string][]string{
 	"bmxx80": {"temperature", "humidity", "pressure"},
 	"ina219": {"voltage", "current", "power", "shunt"},
+	"aht20":  {"temperature", "humidity"},
 }
 
 // LocalDataRates are the ADC data rates per chip, in samples per second.
@@ -63,15 +66,15 @@ func validateLocal(p *Profile, ps *Problems) {
 	add := func(key, format string, args ...any) { ps.Add(p.KeyLine(key), key, format, args...) }
 	o := p.Local
 	if o == nil {
-		add("local", "required for protocol local (driver: gpio-contacts, ads1x15, bmxx80 or ina219)")
+		add("local", "required for protocol local (driver: gpio-contacts, ads1x15, bmxx80, aht20 or ina219)")
 		return
 	}
 	chips, known := localChips[o.Driver]
 	switch {
 	case o.Driver == "":
-		add("local.driver", "required: gpio-contacts, ads1x15, bmxx80 or ina219")
+		add("local.driver", "required: gpio-contacts, ads1x15, bmxx80, aht20 or ina219")
 	case !known:
-		add("local.driver", "%q is not one of gpio-contacts, ads1x15, bmxx80, ina219", o.Driver)
+		add("local.driver", "%q is not one of gpio-contacts, ads1x15, bmxx80, aht20, ina219", o.Driver)
 	}
 	chip := o.LocalChip()
 	if o.Chip != "" && known && !localHas(chips, o.Chip) {
@@ -131,10 +134,10 @@ func validateLocal(p *Profile, ps *Problems) {
 			switch o.Driver {
 			case "ads1x15":
 				localADC(add, k, pt, chans)
-			case "bmxx80", "ina219":
+			case "bmxx80", "aht20", "ina219":
 				localEnv(add, k, pt, o.Driver, chip)
 			default:
-				add(k+".type", "float points need an I2C chip (driver ads1x15, bmxx80 or ina219); gpio-contacts has bool and counter points")
+				add(k+".type", "float points need an I2C chip (driver ads1x15, bmxx80, aht20 or ina219); gpio-contacts has bool and counter points")
 			}
 		case "":
 			add(k+".type", "required: bool (contact level), counter (contact changes) or float")
@@ -168,7 +171,7 @@ func localContact(add func(string, string, ...any), k string, pt *Point, pins ma
 		add(k, "ADC settings (channel, full_scale, input, shunt_ohms, curve, fault_below, fault_above) are for float points")
 	}
 	if pt.Measure != "" {
-		add(k+".measure", "only for float points of drivers bmxx80 and ina219")
+		add(k+".measure", "only for float points of drivers bmxx80, aht20 and ina219")
 	}
 }
 
@@ -240,11 +243,11 @@ func localADC(add func(string, string, ...any), k string, pt *Point, chans map[i
 		add(k, "contact settings (pin, active_low, pull, debounce) are for bool and counter points")
 	}
 	if pt.Measure != "" {
-		add(k+".measure", "only for drivers bmxx80 and ina219")
+		add(k+".measure", "only for drivers bmxx80, aht20 and ina219")
 	}
 }
 
-// localEnv checks a quantity of a sensor chip (BME280/BMP280, INA219).
+// localEnv checks a quantity of a sensor chip (BME280/BMP280, AHT20, INA219).
 func localEnv(add func(string, string, ...any), k string, pt *Point, driver, chip string) {
 	measures := localMeasures[driver]
 	switch {

@@ -20,7 +20,7 @@ func TestValidateLocal(t *testing.T) {
 		want []string
 	}{
 		{"no local section", "points: [{name: door.open, type: bool, pin: GPIO4}]\n", []string{
-			"test.yaml:1: local: required for protocol local (driver: gpio-contacts, ads1x15, bmxx80 or ina219)"}},
+			"test.yaml:1: local: required for protocol local (driver: gpio-contacts, ads1x15, bmxx80, aht20 or ina219)"}},
 		{"bad driver and options", `local: {driver: ads1x15, chip: ads1116, default_address: 0x50, data_rate: 100, oversampling: 2, debounce: 2m}
 points: [{name: door.open, type: bool, pin: GPIO4}]
 `, []string{
@@ -40,7 +40,7 @@ points:
 			`test.yaml:9: points[0].pull: "sideways" is not one of up, down, none`,
 			"test.yaml:10: points[1].pin: pin GPIO4 is also read by door.open",
 			"test.yaml:10: points[1]: ADC settings (channel, full_scale, input, shunt_ohms, curve, fault_below, fault_above) are for float points",
-			"test.yaml:11: points[2].type: float points need an I2C chip (driver ads1x15, bmxx80 or ina219); gpio-contacts has bool and counter points",
+			"test.yaml:11: points[2].type: float points need an I2C chip (driver ads1x15, bmxx80, aht20 or ina219); gpio-contacts has bool and counter points",
 			`test.yaml:12: points[3].type: "analog" is not one of bool, counter, float for protocol local`,
 		}},
 		{"adc", `local: {driver: ads1x15}
@@ -65,7 +65,7 @@ points:
 			"test.yaml:18: points[1].full_scale: 3.3 is not one of [6.144 4.096 2.048 1.024 0.512 0.256] (volts)",
 			"test.yaml:19: points[2].channel: required: the ADC input 0..3",
 			"test.yaml:19: points[2].shunt_ohms: only for input current",
-			"test.yaml:19: points[2].measure: only for drivers bmxx80 and ina219",
+			"test.yaml:19: points[2].measure: only for drivers bmxx80, aht20 and ina219",
 		}},
 		{"env", `local: {driver: bmxx80, chip: bmp280}
 points:

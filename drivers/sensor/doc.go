@@ -1,14 +1,15 @@
 // Package sensor reads sensors and dry contacts wired to the edge box itself,
 // through periph.io: fire-panel and smoke relays, door and EPO contacts on
 // GPIO inputs, off-gas detectors with analog outputs on an ADS1115 ADC, and a
-// BME280 for room temperature and humidity, an INA219 on a small DC battery.
+// BME280 or AHT20 for room temperature and humidity, an INA219 on a small DC
+// battery.
 // A GPIO output can drive a local alarm beacon (SetBeacon; the agent
 // type-asserts interface{ SetBeacon(bool) error } on its poller).
 //
 // # Design
 //
 // A firmware profile (protocol: local) says what a device is: the driver
-// (gpio-contacts, ads1x15, bmxx80, ina219), each point's pin, ADC channel, gain,
+// (gpio-contacts, ads1x15, bmxx80, aht20, ina219), each point's pin, ADC channel, gain,
 // calibration curve or measured quantity. The agent config's `local:`
 // section (Config) says where it is on this box: the I2C bus and address,
 // and host pin names overriding the profile's. NewPoller compiles the two
@@ -47,6 +48,12 @@
 // faulted round, not a hung loop. Registers still at their reset values
 // (the chip was power-cycled) are FaultSentinel, and a failed round sets the
 // chip up again on the next one.
+//
+// # AHT20
+//
+// periph's devices/v3/aht20 with CRC checking: a corrupted frame is
+// FaultMalformed, a sensor that lost its calibration is set up again, a
+// measurement still busy after 150 ms is FaultTimeout.
 //
 // # INA219
 //

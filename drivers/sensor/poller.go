@@ -16,7 +16,7 @@ import (
 )
 
 // Poller reads one local device: GPIO contacts and, on bus i2c, one chip
-// (an ADS1x15 ADC, a BME280/BMP280 or an INA219). It implements drivers.Poller and is
+// (an ADS1x15 ADC, a BME280/BMP280, an AHT20 or an INA219). It implements drivers.Poller and is
 // owned by one goroutine; only SetBeacon may be called from others.
 type Poller struct {
 	log    *slog.Logger
@@ -28,6 +28,7 @@ type Poller struct {
 	adc      *adc
 	env      *env
 	power    *power
+	humid    *humid
 	beacon   *Beacon
 	negate   []int // float points whose sign is flipped (sign: invert, or battery with charge_positive)
 
@@ -102,6 +103,10 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 			if p.power, err = newPower(g, addr, o.ShuntOhms, o.MaxCurrent); err != nil {
 				return nil, fmt.Errorf("address: %w", err)
 			}
+		case "aht20":
+			if p.humid, err = newHumid(g, addr); err != nil {
+				return nil, fmt.Errorf("address: %w", err)
+			}
 		}
 		p.desc = fmt.Sprintf("local %s i2c bus=%q addr=%#x", chip, cfg.Name, addr)
 	} else {
@@ -142,6 +147,8 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 				err = p.env.addPoint(envPoint{idx: idx, measure: pt.Measure, scale: scale, offset: pt.Offset})
 			case p.power != nil:
 				err = p.power.addPoint(envPoint{idx: idx, measure: pt.Measure, scale: scale, offset: pt.Offset})
+			case p.humid != nil:
+				err = p.humid.addPoint(envPoint{idx: idx, measure: pt.Measure, scale: scale, offset: pt.Offset})
 			default:
 				err = errors.New("float point without a chip")
 			}
@@ -293,6 +300,8 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 		err = p.env.poll(ctx, out)
 	case p.power != nil:
 		err = p.power.poll(ctx, out)
+	case p.humid != nil:
+		err = p.humid.poll(ctx, out)
 	}
 	for _, i := range p.negate {
 		if v := out[i].Value; v != 0 { // no -0 in telemetry
