@@ -1,16 +1,15 @@
 // Package sensor reads sensors and dry contacts wired to the edge box itself,
 // through periph.io: fire-panel and smoke relays, door and EPO contacts on
-// GPIO inputs, off-gas detectors with analog outputs on an ADS1115 ADC, and a
-// BME280 or AHT20 for room temperature and humidity, an INA219 on a small DC
-// battery.
-// A GPIO output can drive a local alarm beacon (SetBeacon; the agent
-// type-asserts interface{ SetBeacon(bool) error } on its poller).
+// GPIO inputs, off-gas detectors with analog outputs on an ADS1115 ADC, a
+// BME280 or AHT20 for room temperature and humidity, and an INA219 on a small
+// DC battery. A GPIO output can drive a local alarm beacon (SetBeacon; the
+// agent type-asserts interface{ SetBeacon(bool) error } on its poller).
 //
 // # Design
 //
 // A firmware profile (protocol: local) says what a device is: the driver
-// (gpio-contacts, ads1x15, bmxx80, aht20, ina219), each point's pin, ADC channel, gain,
-// calibration curve or measured quantity. The agent config's `local:`
+// (gpio-contacts, ads1x15, bmxx80, aht20, ina219), each point's pin, ADC
+// channel, gain, calibration curve or measured quantity. The agent config's `local:`
 // section (Config) says where it is on this box: the I2C bus and address,
 // and host pin names overriding the profile's. NewPoller compiles the two
 // into a Poller (drivers.Poller) over a Hardware, a small interface that
