@@ -30,6 +30,8 @@ import (
 //	    unavailable: ["battery.health.percent"]
 //	    scripts:
 //	      - {point: "string[1].module[3].cell[7].temperature.celsius", kind: ramp, rate: 0.05, at: 30s}
+//	    faults:
+//	      - {at: 5m, for: 30s, mode: timeout}
 type Config struct {
 	Tick    time.Duration  `yaml:"tick,omitempty"`
 	Devices []DeviceConfig `yaml:"devices"`
@@ -51,13 +53,29 @@ type DeviceConfig struct {
 	Rack *RackShape `yaml:"rack,omitempty"`
 	// Counts fixes the instance count of count_from blocks, by block name.
 	Counts map[string]int `yaml:"counts,omitempty"`
-	// Values set starting values, by point name or glob, in order.
+	// Values set starting values, by point name or glob, in order. On a
+	// rack, a value given to an aggregate (module voltage, max cell
+	// temperature, ...) pins it: it no longer follows the cells.
 	Values PointValues `yaml:"values,omitempty"`
 	// Texts set string points.
 	Texts map[string]string `yaml:"texts,omitempty"`
 	// Unavailable points serve their "not available" sentinel.
 	Unavailable []string `yaml:"unavailable,omitempty"`
 	Scripts     []Script `yaml:"scripts,omitempty"`
+	// Faults is a timeline of injected faults, from the simulation's start.
+	Faults []FaultStep `yaml:"faults,omitempty"`
+}
+
+// FaultStep injects a fault from At for For (0: until the end). Modes:
+// timeout (no answer), exception (Code, default 4, on From..To or
+// everywhere), kill (the listener stops; it restarts when the step ends).
+type FaultStep struct {
+	At   time.Duration `yaml:"at"`
+	For  time.Duration `yaml:"for,omitempty"`
+	Mode string        `yaml:"mode"`
+	Code uint8         `yaml:"code,omitempty"`
+	From uint16        `yaml:"from,omitempty"`
+	To   uint16        `yaml:"to,omitempty"`
 }
 
 // RackShape is a SunSpec rack's size and starting values.
@@ -271,6 +289,26 @@ func (c *Config) validate(ps *profile.Problems, dir string) {
 		for name, n := range d.Counts {
 			if n < 0 {
 				add("counts."+name, "must not be negative")
+			}
+		}
+		for j, f := range d.Faults {
+			fk := fmt.Sprintf("faults[%d].", j)
+			switch f.Mode {
+			case "timeout", "kill":
+			case "exception":
+				if f.Code > 11 {
+					add(fk+"code", "%d: exception codes are 1..11", f.Code)
+				}
+				if f.To < f.From {
+					add(fk+"to", "below from")
+				}
+			case "":
+				add(fk+"mode", "missing (timeout, exception, kill)")
+			default:
+				add(fk+"mode", "unknown %q (timeout, exception, kill)", f.Mode)
+			}
+			if f.At < 0 || f.For < 0 {
+				add(fk+"at", "times must not be negative")
 			}
 		}
 		for j := range d.Scripts {

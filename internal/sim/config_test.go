@@ -142,3 +142,23 @@ func TestDeployConfigsLoad(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultConfigErrors(t *testing.T) {
+	_, err := ParseConfig("sim.yaml", []byte(`
+devices:
+  - id: a
+    profile: sunspec
+    listen: tcp://127.0.0.1:0
+    faults:
+      - {at: 1s, mode: explode}
+      - {at: 1s, mode: exception, code: 99}
+`))
+	for _, w := range []string{
+		`sim.yaml:7: devices[0].faults[0].mode: unknown "explode"`,
+		`sim.yaml:8: devices[0].faults[1].code: 99: exception codes are 1..11`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v lacks %q", err, w)
+		}
+	}
+}

@@ -124,3 +124,56 @@ devices:
 		t.Errorf("rtuovertcp: 803 NStr %v", ch[2].regs[2])
 	}
 }
+
+// TestFaultSchedule follows a configured fault timeline on a fake clock.
+func TestFaultSchedule(t *testing.T) {
+	clock := newFakeClock()
+	s := startSim(t, `
+tick: 1h
+devices:
+  - id: r
+    profile: sunspec
+    listen: tcp://127.0.0.1:0
+    rack: {strings: 1, modules: 1, cells: 1}
+    faults:
+      - {at: 10s, for: 10s, mode: exception, code: 6}
+      - {at: 30s, for: 10s, mode: kill}
+      - {at: 50s, mode: timeout}
+`, builtinProfiles(t), WithClock(clock))
+	t0 := clock.Now()
+	c := client(t, s.Addr("r"), 1, 200*time.Millisecond)
+	read := func() error {
+		_, err := c.ReadRegisters(40000, 2, modbus.HOLDING_REGISTER)
+		return err
+	}
+	at := func(d time.Duration) {
+		s.applySchedules(t0.Add(d))
+	}
+	at(5 * time.Second)
+	must(t, read())
+	at(12 * time.Second)
+	if err := read(); !errors.Is(err, modbus.ErrServerDeviceBusy) {
+		t.Errorf("at 12s: %v", err)
+	}
+	at(25 * time.Second)
+	must(t, read())
+	at(35 * time.Second)
+	if err := read(); err == nil {
+		t.Error("at 35s (killed): read succeeded")
+	}
+	at(45 * time.Second)
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		c.Close()
+		if err := c.Open(); err != nil {
+			return err
+		}
+		return read()
+	})
+	at(55 * time.Second)
+	if err := read(); !errors.Is(err, modbus.ErrRequestTimedOut) {
+		t.Errorf("at 55s: %v", err)
+	}
+	if f, _ := s.Device("r"); f.Fault().Mode != FaultTimeout {
+		t.Errorf("fault %v", f.Fault().Mode)
+	}
+}

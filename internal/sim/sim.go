@@ -42,6 +42,8 @@ type Sim struct {
 	listeners []*listener
 	byDevice  map[string]*listener
 
+	schedules []*schedule
+
 	mu      sync.Mutex
 	started bool
 	cancel  context.CancelFunc
@@ -95,6 +97,9 @@ func New(cfg Config, profiles Profiles, log *slog.Logger, opts ...Option) (*Sim,
 		s.devices[dc.ID] = d
 		s.order = append(s.order, dc.ID)
 		s.byDevice[dc.ID] = l
+		if len(dc.Faults) > 0 {
+			s.schedules = append(s.schedules, &schedule{dev: dc.ID, steps: dc.Faults, start: now, active: -1})
+		}
 	}
 	if err := ps.Err(); err != nil {
 		return nil, err
@@ -149,13 +154,6 @@ func applyInitial(d *Device, dc *DeviceConfig, now time.Time) error {
 		if err := d.Set(kv.Point, kv.Value); err != nil {
 			return keyError{"values." + kv.Point, err}
 		}
-		// Configured values are starting points, not pins: aggregates
-		// still follow their cells.
-		d.mu.Lock()
-		for _, p := range d.match(kv.Point) {
-			p.pinned = !p.derived
-		}
-		d.mu.Unlock()
 	}
 	for pat, txt := range dc.Texts {
 		if err := d.SetText(pat, txt); err != nil {
@@ -273,7 +271,9 @@ func (s *Sim) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.Update(s.clock.Now())
+			now := s.clock.Now()
+			s.Update(now)
+			s.applySchedules(now)
 		}
 	}
 }
@@ -538,4 +538,52 @@ func pickAddr(host string) (string, error) {
 func (h *handler) ServesUnit(unit uint8) bool {
 	_, ok := h.units[unit]
 	return ok
+}
+
+// schedule is a device's configured fault timeline.
+type schedule struct {
+	dev    string
+	steps  []FaultStep
+	start  time.Time
+	active int // index of the applied step, -1 for none
+}
+
+// applySchedules moves every device's scheduled faults to where the clock
+// says: the last step whose window holds now wins. The tick loop calls it;
+// tests with a fake clock may call it after Update.
+func (s *Sim) applySchedules(now time.Time) {
+	for _, sc := range s.schedules {
+		want := -1
+		e := now.Sub(sc.start)
+		for i, st := range sc.steps {
+			if e >= st.At && (st.For == 0 || e < st.At+st.For) {
+				want = i
+			}
+		}
+		if want == sc.active {
+			continue
+		}
+		if sc.active >= 0 && sc.steps[sc.active].Mode == "kill" {
+			if err := s.Restart(sc.dev); err != nil {
+				s.log.Warn("scheduled restart", "device", sc.dev, "err", err)
+			}
+		}
+		f := Fault{}
+		if want >= 0 {
+			st := sc.steps[want]
+			switch st.Mode {
+			case "kill":
+				if err := s.Kill(sc.dev); err != nil {
+					s.log.Warn("scheduled kill", "device", sc.dev, "err", err)
+				}
+			case "timeout":
+				f = Fault{Mode: FaultTimeout}
+			case "exception":
+				f = Fault{Mode: FaultException, Code: st.Code, From: st.From, To: st.To}
+			}
+		}
+		_ = s.SetFault(sc.dev, f)
+		s.log.Info("scheduled fault", "device", sc.dev, "step", want, "mode", f.Mode)
+		sc.active = want
+	}
 }
