@@ -281,6 +281,7 @@ func (p *Poller) prepare() (bool, error) {
 		return false, nil
 	}
 	read := func(sp space, addr uint16, dst []uint16) error {
+		time.Sleep(p.q.pause)
 		err := p.readRetry(sp, addr, dst)
 		if c := classify(err); c == classMalformed || c == classTimeout || c == classDown {
 			p.link.reset()

@@ -7,6 +7,8 @@
 package modbustest
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -71,13 +73,29 @@ type Server struct {
 	stall time.Duration
 	up    bool
 	quiet bool
+	// TLS (tcp+tls://): the server's certificate and the CAs its clients'
+	// certificates must chain to.
+	tlsCert   *tls.Certificate
+	clientCAs *x509.CertPool
 }
 
 // NewServer starts a server with an empty image for unit 1 and stops it in
 // t.Cleanup.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{t: t, units: map[uint8]*Image{1: newImage()}}
+	return newServer(t, "tcp", nil, nil)
+}
+
+// NewTLSServer starts a Modbus/TCP Security (tcp+tls://) server that
+// requires client certificates chaining to clientCAs.
+func NewTLSServer(t testing.TB, cert *tls.Certificate, clientCAs *x509.CertPool) *Server {
+	t.Helper()
+	return newServer(t, "tcp+tls", cert, clientCAs)
+}
+
+func newServer(t testing.TB, scheme string, cert *tls.Certificate, cas *x509.CertPool) *Server {
+	t.Helper()
+	s := &Server{t: t, units: map[uint8]*Image{1: newImage()}, tlsCert: cert, clientCAs: cas}
 	var err error
 	for range 20 { // another process may take the port between probe and bind
 		var port int
@@ -85,7 +103,7 @@ func NewServer(t testing.TB) *Server {
 			continue
 		}
 		s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-		s.URL = "tcp://" + s.Addr
+		s.URL = scheme + "://" + s.Addr
 		if err = s.start(); err == nil {
 			break
 		}
@@ -107,8 +125,9 @@ func freePort() (int, error) {
 }
 
 func (s *Server) start() error {
-	srv, err := mb.NewServer(&mb.ServerConfiguration{URL: "tcp://" + s.Addr, Timeout: 30 * time.Second,
-		MaxClients: 16, Logger: log.New(io.Discard, "", 0)}, &handler{s})
+	srv, err := mb.NewServer(&mb.ServerConfiguration{URL: s.URL, Timeout: 30 * time.Second,
+		MaxClients: 16, Logger: log.New(io.Discard, "", 0),
+		TLSServerCert: s.tlsCert, TLSClientCAs: s.clientCAs}, &handler{s})
 	if err != nil {
 		return err
 	}
