@@ -119,6 +119,9 @@ func NewPoller(cfg Config, prof *profile.Profile, hw Hardware, log *slog.Logger)
 		pt := &prof.Points[i]
 		known[pt.Name] = pt.Type
 		where := func(err error) error {
+			if pt.Line == 0 { // a profile built in code
+				return fmt.Errorf("profile %s: points[%d] (%s): %w", prof.ID, i, pt.Name, err)
+			}
 			return fmt.Errorf("%s:%d: points[%d] (%s): %w", prof.File, pt.Line, i, pt.Name, err)
 		}
 		idx := len(p.points)
