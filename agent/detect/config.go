@@ -169,7 +169,7 @@ func DefaultConfig(chemistry string) Config {
 			TempCrit: 70, DeltaCrit: 10,
 			TempEmergency: 120,
 			RunawayRate:   1, RunawayRateFor: Duration(3 * time.Second),
-			SlopeWindow: Duration(60 * time.Second), SlopeMinSamples: 12,
+			SlopeWindow: Duration(60 * time.Second), SlopeMinSamples: 24,
 			Hysteresis: 0.5,
 		},
 		Electrical: Electrical{

@@ -969,8 +969,11 @@ func (d *Detector) tempRules(e *tempEnt, now int64, tsec, window, minGap float64
 	absCrit := x >= th.TempCrit && (!rel || dT >= th.DeltaCrit)
 	c.rs[tAbsCrit].eval(now, absCrit, x >= th.TempCrit-hyst && (!rel || dT >= th.DeltaCrit-hyst), th.TempWarnFor.ns(), x, th.TempCrit)
 	c.rs[tAbsCrit].v2, c.rs[tAbsCrit].th2 = dT, th.DeltaCrit
-	c.rs[tRateCrit].eval(now, haveSlope && slope >= th.RateCrit && (!rel || dT >= th.DeltaWarn),
-		haveSlope && slope >= th.RateCrit*0.8 && (!rel || dT >= th.DeltaWarn-hyst), th.RateCritFor.ns(), slope, th.RateCrit)
+	// Rates are peer-relative only: an absolute rise is what heavy discharge
+	// and HVAC failure look like (design note 5). A sensor without peers
+	// keeps the absolute back-stops alone.
+	c.rs[tRateCrit].eval(now, rel && haveSlope && slope >= th.RateCrit && dT >= th.DeltaWarn,
+		rel && haveSlope && slope >= th.RateCrit*0.8 && dT >= th.DeltaWarn-hyst, th.RateCritFor.ns(), slope, th.RateCrit)
 	c.rs[tRateCrit].v2, c.rs[tRateCrit].th2 = dT, th.DeltaWarn
 	// GB 38031 pattern: >= 1 °C/s for >= 3 s with voltage collapse or the
 	// maximum operating temperature.

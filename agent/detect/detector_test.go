@@ -537,7 +537,7 @@ func TestWarningClearsWithHysteresis(t *testing.T) {
 	// Only stage changes are alerted: one up, one down.
 	n := 0
 	for _, a := range r.alerts {
-		if a.Category == wire.CategoryElectrical {
+		if a.Category == wire.CategoryElectrical && a.Component == cellComp(2) {
 			n++
 		}
 	}
