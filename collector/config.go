@@ -78,6 +78,10 @@ type InfluxConfig struct {
 	Token           string `yaml:"token"` // "" or "user:pass" on 1.x
 	Database        string `yaml:"database"`
 	RetentionPolicy string `yaml:"retention_policy"`
+	// EventsRetentionPolicy receives ember_alert and ember_evac (dashboard
+	// annotations), usually kept longer than raw telemetry. Default: the
+	// telemetry retention policy.
+	EventsRetentionPolicy string `yaml:"events_retention_policy"`
 	// Retention, when set with CreateDatabase, creates the retention policy
 	// with this duration ("30d", "720h", "INF").
 	Retention      string `yaml:"retention"`
@@ -358,6 +362,9 @@ func (c *Config) validate(root *yaml.Node) error {
 		}
 		if strings.ContainsAny(in.RetentionPolicy, "/\"") {
 			p.add("influx.retention_policy", "%q must not contain / or \"", in.RetentionPolicy)
+		}
+		if strings.ContainsAny(in.EventsRetentionPolicy, "/\"") {
+			p.add("influx.events_retention_policy", "%q must not contain / or \"", in.EventsRetentionPolicy)
 		}
 		if in.Retention != "" {
 			if in.RetentionPolicy == "" {

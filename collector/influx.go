@@ -26,7 +26,8 @@ type store struct {
 	cfg    InfluxConfig
 	log    *slog.Logger
 	client influxdb2.Client
-	api    api.WriteAPIBlocking
+	api    api.WriteAPIBlocking // telemetry: db/retention_policy
+	events api.WriteAPIBlocking // alerts, evacuations: db/events_retention_policy
 	hc     *http.Client
 
 	written atomic.Uint64 // points accepted
@@ -41,14 +42,21 @@ func newStore(cfg InfluxConfig, log *slog.Logger) *store {
 		SetUseGZip(*cfg.GZip).
 		SetHTTPRequestTimeout(uint(cfg.timeout / time.Second))
 	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
-	bucket := cfg.Database
-	if cfg.RetentionPolicy != "" {
-		bucket += "/" + cfg.RetentionPolicy
+	bucket := func(rp string) string {
+		if rp == "" {
+			return cfg.Database
+		}
+		return cfg.Database + "/" + rp
+	}
+	evRP := cfg.EventsRetentionPolicy
+	if evRP == "" {
+		evRP = cfg.RetentionPolicy
 	}
 	return &store{
 		cfg: cfg, log: log, client: c,
-		api: c.WriteAPIBlocking("", bucket),
-		hc:  &http.Client{Timeout: cfg.timeout},
+		api:    c.WriteAPIBlocking("", bucket(cfg.RetentionPolicy)),
+		events: c.WriteAPIBlocking("", bucket(evRP)),
+		hc:     &http.Client{Timeout: cfg.timeout},
 	}
 }
 
@@ -61,9 +69,18 @@ var errPermanent = errors.New("influx: batch refused")
 // accepted it, or ctx ends. keepAlive is called between attempts so that the
 // caller can tell JetStream it is still working on the messages.
 func (s *store) write(ctx context.Context, body string, n int, keepAlive func()) error {
+	return s.writeTo(ctx, s.api, body, n, keepAlive)
+}
+
+// writeEvent writes alert and evacuation points (annotations).
+func (s *store) writeEvent(ctx context.Context, line string, keepAlive func()) error {
+	return s.writeTo(ctx, s.events, line, 1, keepAlive)
+}
+
+func (s *store) writeTo(ctx context.Context, w api.WriteAPIBlocking, body string, n int, keepAlive func()) error {
 	delay := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := s.api.WriteRecord(ctx, body)
+		err := w.WriteRecord(ctx, body)
 		if err == nil {
 			s.written.Add(uint64(n))
 			if s.down.Swap(false) {
@@ -88,7 +105,7 @@ func (s *store) write(ctx context.Context, body string, n int, keepAlive func())
 			s.log.Error("influxdb refused part of a batch", "points", n, "err", err)
 			return fmt.Errorf("%w: %v", errPermanent, err)
 		case status == http.StatusRequestEntityTooLarge && n > 1:
-			return s.split(ctx, body, keepAlive)
+			return s.split(ctx, w, body, keepAlive)
 		case status == http.StatusNotFound && s.cfg.CreateDatabase:
 			if cerr := s.setup(ctx); cerr != nil {
 				s.log.Warn("create influx database", "err", cerr)
@@ -116,13 +133,13 @@ func (s *store) write(ctx context.Context, body string, n int, keepAlive func())
 }
 
 // split writes a too-large batch in two halves.
-func (s *store) split(ctx context.Context, body string, keepAlive func()) error {
+func (s *store) split(ctx context.Context, w api.WriteAPIBlocking, body string, keepAlive func()) error {
 	lines := strings.Split(strings.TrimRight(body, "\n"), "\n")
 	h := len(lines) / 2
-	if err := s.write(ctx, strings.Join(lines[:h], "\n"), h, keepAlive); err != nil {
+	if err := s.writeTo(ctx, w, strings.Join(lines[:h], "\n"), h, keepAlive); err != nil {
 		return err
 	}
-	return s.write(ctx, strings.Join(lines[h:], "\n"), len(lines)-h, keepAlive)
+	return s.writeTo(ctx, w, strings.Join(lines[h:], "\n"), len(lines)-h, keepAlive)
 }
 
 // setup creates the database and, when configured, its retention policy

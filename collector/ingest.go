@@ -294,7 +294,7 @@ func (c *Collector) storeAlerts(ctx context.Context, js jetstream.JetStream, str
 		}
 		if c.store != nil {
 			line := alertLine(a)
-			if err := c.store.write(ctx, line, 1, func() { msg.InProgress() }); err != nil && !errors.Is(err, errPermanent) {
+			if err := c.store.writeEvent(ctx, line, func() { msg.InProgress() }); err != nil && !errors.Is(err, errPermanent) {
 				return nil // ctx ended: redelivered later
 			}
 		}
@@ -399,7 +399,7 @@ func (c *Collector) storeEvacuations(ctx context.Context, nc *nats.Conn) error {
 				c.log.Warn("bad evacuation JSON", "subject", m.Subject, "err", err)
 				continue
 			}
-			if err := c.store.write(ctx, evacLine(e), 1, nil); err != nil && ctx.Err() != nil {
+			if err := c.store.writeEvent(ctx, evacLine(e), nil); err != nil && ctx.Err() != nil {
 				return nil
 			}
 		}
