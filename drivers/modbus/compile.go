@@ -55,6 +55,10 @@ type slot struct {
 	// address" to the point (or its scale factor) alone; absent slots are
 	// no longer read.
 	absent, sfAbsent bool
+	// fault is set by probing for the current round only (a point that
+	// answered an exception when read alone).
+	fault  drivers.Fault
+	detail string
 	// Set by the planner.
 	req, bufOff     int
 	sfReq, sfBufOff int

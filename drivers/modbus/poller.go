@@ -215,24 +215,43 @@ func (p *Poller) probe(i int) error {
 		case classAbsent:
 			s.absent = true
 		case classException, classBusy:
-			// Not an address problem: keep reading it.
+			// Not an address problem: keep reading it, faulted this round.
 			for k := range int(s.n) {
 				covered[int(s.addr)-int(r.addr)+k] = true
 			}
+			s.fault, s.detail = drivers.FaultException, err.Error()
 		default:
 			return err
 		}
-		if s.hasSF && s.sfReq == i && !s.absent {
-			time.Sleep(p.q.pause)
-			err := p.readRetry(s.sp, s.sfAddr, p.buf[s.sfBufOff:s.sfBufOff+1])
-			switch classify(err) {
-			case classOK, classException, classBusy:
-				covered[int(s.sfAddr)-int(r.addr)] = true
-			case classAbsent:
-				s.sfAbsent = true
-			default:
-				return err
+	}
+	// Scale factors read in this request, whichever request their points
+	// are in.
+	for si := range p.c.slots {
+		s := &p.c.slots[si]
+		if !s.hasSF || s.sfReq != i || s.absent || s.sfAbsent || covered[int(s.sfAddr)-int(r.addr)] {
+			continue
+		}
+		time.Sleep(p.q.pause)
+		err := p.readRetry(s.sp, s.sfAddr, p.buf[s.sfBufOff:s.sfBufOff+1])
+		switch classify(err) {
+		case classOK:
+			covered[int(s.sfAddr)-int(r.addr)] = true
+		case classException, classBusy:
+			covered[int(s.sfAddr)-int(r.addr)] = true
+			for sj := range p.c.slots {
+				if o := &p.c.slots[sj]; o.hasSF && o.sp == s.sp && o.sfAddr == s.sfAddr && o.fault == drivers.FaultNone {
+					o.fault, o.detail = drivers.FaultScale, detailScaleRead
+				}
 			}
+		case classAbsent:
+			// Every slot sharing this scale factor loses it.
+			for sj := range p.c.slots {
+				if o := &p.c.slots[sj]; o.hasSF && o.sp == s.sp && o.sfAddr == s.sfAddr {
+					o.sfAbsent = true
+				}
+			}
+		default:
+			return err
 		}
 	}
 	for k := 0; k < int(r.qty); {
@@ -396,6 +415,10 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 		switch {
 		case s.absent:
 			s.dec.fail(o, drivers.FaultAbsent, detailAbsent)
+		case s.fault != drivers.FaultNone:
+			s.dec.fail(o, s.fault, s.detail)
+			s.fault, s.detail = drivers.FaultNone, ""
+			at = p.reqAt[s.req]
 		case p.reqFault[s.req] != drivers.FaultNone:
 			s.dec.fail(o, p.reqFault[s.req], p.reqDetail[s.req])
 			at = p.reqAt[s.req]

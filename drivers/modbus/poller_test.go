@@ -64,7 +64,10 @@ func TestProbeLearnsHoles(t *testing.T) {
 		{Name: "b.count", Type: "u32", ModbusAddr: profile.ModbusAddr{Address: addr(14)}},
 		{Name: "gone.count", Type: "u16", ModbusAddr: profile.ModbusAddr{Address: addr(20)}},
 		{Name: "c.count", Type: "u16", ModbusAddr: profile.ModbusAddr{Address: addr(22)}},
-	}}
+		{Name: "d.volts", Type: "u16", Scale: &profile.Scale{SF: "D_SF"}, ModbusAddr: profile.ModbusAddr{Address: addr(24)}},
+	}, ScaleFactors: map[string]uint16{"D_SF": 26}}
+	srv.Set(1, modbustest.Holding, 24, 1234)
+	srv.Set(1, modbustest.Holding, 26, 0xFFFE) // -2
 	srv.Set(1, modbustest.Holding, 10, 7)
 	srv.Set(1, modbustest.Holding, 14, 0, 9)
 	srv.Set(1, modbustest.Holding, 22, 11)
@@ -79,8 +82,8 @@ func TestProbeLearnsHoles(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := byName(out)
-		for name, want := range map[string]float64{"a.count": 7, "b.count": 9, "c.count": 11} {
-			if r := got[name]; !r.OK() || r.Value != want {
+		for name, want := range map[string]float64{"a.count": 7, "b.count": 9, "c.count": 11, "d.volts": 12.34} {
+			if r := got[name]; !r.OK() || !near(r.Value, want) {
 				t.Errorf("round %d: %s = %v (%v), want %v", round, name, r.Value, r.Fault, want)
 			}
 		}
@@ -89,7 +92,7 @@ func TestProbeLearnsHoles(t *testing.T) {
 		}
 		if round > 0 {
 			for _, rd := range srv.Reads() {
-				if rd.Addr <= 20 && 20 < rd.Addr+rd.Qty || rd.Addr <= 12 && 12 < rd.Addr+rd.Qty {
+				if rd.Addr <= 20 && 20 < rd.Addr+rd.Qty || rd.Addr <= 12 && 12 < rd.Addr+rd.Qty || rd.Addr <= 25 && 25 < rd.Addr+rd.Qty {
 					t.Errorf("round %d: read %+v spans a learned hole", round, rd)
 				}
 			}
