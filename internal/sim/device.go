@@ -156,6 +156,9 @@ func (d *Device) Set(pattern string, v float64) error {
 		return fmt.Errorf("device %s: no point matches %q", d.id, pattern)
 	}
 	for _, p := range ps {
+		if p.text && len(ps) == 1 {
+			return fmt.Errorf("device %s: point %s is a string: set it as text", d.id, p.name)
+		}
 		p.value, p.unavailable, p.script, p.pinned = v, false, nil, true
 		for _, b := range p.bits { // a whole bitfield sets its bits
 			b.value = float64(uint64(max(v, 0)) >> b.bit & 1)
@@ -262,9 +265,7 @@ func (d *Device) updateLocked(now time.Time) {
 		d.deriveLocked()
 		changed = d.points // aggregates may have moved anywhere
 	}
-	if err := d.encodeAll(changed); err != nil {
-		d.log.Warn("encode on tick", "device", d.id, "err", err)
-	}
+	_ = d.encodeAll(changed) // failures are logged once per point
 }
 
 // changed re-encodes ps after a change, and on a rack every aggregate

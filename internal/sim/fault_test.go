@@ -116,6 +116,19 @@ devices:
 	if _, err := c.ReadRegisters(130, 1, modbus.HOLDING_REGISTER); !errors.Is(err, modbus.ErrIllegalDataAddress) {
 		t.Errorf("exception on unit 5: %v", err)
 	}
+
+	// Kill and restart the line's slave: the PTY stays, the slave reopens it.
+	must(t, s.SetFault("ups", Fault{}))
+	must(t, s.Kill("r1"))
+	c.SetUnitId(1)
+	if _, err := c.ReadRegisters(40000, 2, modbus.HOLDING_REGISTER); !errors.Is(err, modbus.ErrRequestTimedOut) {
+		t.Errorf("killed line: %v", err)
+	}
+	must(t, s.Restart("r1"))
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		_, err := c.ReadRegisters(40000, 2, modbus.HOLDING_REGISTER)
+		return err
+	})
 	c.Close()
 
 	tc := client(t, s.Addr("r3"), 9, time.Second)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +70,22 @@ func New(cfg Config, profiles Profiles, log *slog.Logger, opts ...Option) (*Sim,
 	if s.cfg.Tick <= 0 {
 		s.cfg.Tick = 100 * time.Millisecond
 	}
+	// Validate here too, for configs built in code rather than parsed
+	// (which also loads CSV replays), on copies of the caller's slices.
+	cfg.Devices = append([]DeviceConfig(nil), cfg.Devices...)
+	for i := range cfg.Devices {
+		cfg.Devices[i].Scripts = append([]Script(nil), cfg.Devices[i].Scripts...)
+	}
+	s.cfg = cfg
 	ps := &profile.Problems{File: cfg.File}
+	dir := ""
+	if cfg.File != "" {
+		dir = filepath.Dir(cfg.File)
+	}
+	cfg.validate(ps, dir)
+	if err := ps.Err(); err != nil {
+		return nil, err
+	}
 	now := s.clock.Now()
 	byURL := map[string]*listener{}
 	for i := range cfg.Devices {
@@ -352,6 +368,15 @@ func (s *Sim) Set(deviceID, point string, v float64) error {
 		return err
 	}
 	return d.Set(point, v)
+}
+
+// SetText sets the device's string points matching point.
+func (s *Sim) SetText(deviceID, point, text string) error {
+	d, err := s.Device(deviceID)
+	if err != nil {
+		return err
+	}
+	return d.SetText(point, text)
 }
 
 // SetUnavailable serves (or stops serving) the sentinel for matching points.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -281,3 +282,34 @@ func must(t testing.TB, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestConfigInCode builds a simulation without YAML, as the demo does.
+func TestConfigInCode(t *testing.T) {
+	dir := t.TempDir()
+	csv := dir + "/r.csv"
+	must(t, writeFile(csv, "t,battery.charge.percent\n0,80\n10,70\n"))
+	cfg := Config{File: dir + "/in-code", Devices: []DeviceConfig{{
+		ID: "r", Profile: "sunspec", Listen: "tcp://127.0.0.1:0",
+		Rack:    &RackShape{Strings: 1, Modules: 2, Cells: 2},
+		Scripts: []Script{{Point: "battery.charge.percent", Kind: "csv", File: "r.csv"}},
+	}}}
+	clock := newFakeClock()
+	s, err := New(cfg, builtinProfiles(t), nil, WithClock(clock))
+	must(t, err)
+	if cfg.Devices[0].UnitID != 0 || cfg.Devices[0].Scripts[0].Replay != nil {
+		t.Error("New changed the caller's config")
+	}
+	s.Update(clock.Advance(5 * time.Second))
+	if v, _, _ := s.Value("r", "battery.charge.percent"); v != 75 {
+		t.Errorf("charge %v, want 75", v)
+	}
+	if v, _, _ := s.Value("r", "string[1].module[2].charge.percent"); v != 75 {
+		t.Errorf("module charge %v follows the bank: want 75", v)
+	}
+	if _, err := New(Config{Devices: []DeviceConfig{{ID: "X"}}}, builtinProfiles(t), nil); err == nil ||
+		!strings.Contains(err.Error(), `devices[0].id: "X" must match`) {
+		t.Errorf("bad in-code config: %v", err)
+	}
+}
+
+func writeFile(name, text string) error { return os.WriteFile(name, []byte(text), 0o644) }
