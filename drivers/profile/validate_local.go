@@ -31,14 +31,14 @@ var localMeasures = map[string][]string{
 	"aht20":  {"temperature", "humidity"},
 }
 
-// LocalDataRates are the ADC data rates per chip, in samples per second.
-var LocalDataRates = map[string][]int{
+// localDataRates are the ADC data rates per chip, in samples per second.
+var localDataRates = map[string][]int{
 	"ads1115": {8, 16, 32, 64, 128, 250, 475, 860},
 	"ads1015": {128, 250, 490, 920, 1600, 2400, 3300},
 }
 
-// LocalFullScales are the ADS1x15 programmable-gain ranges in volts.
-var LocalFullScales = []float64{6.144, 4.096, 2.048, 1.024, 0.512, 0.256}
+// localFullScales are the ADS1x15 programmable-gain ranges in volts.
+var localFullScales = []float64{6.144, 4.096, 2.048, 1.024, 0.512, 0.256}
 
 // LocalChip returns the profile's chip, or its driver's default.
 func (o *LocalOptions) LocalChip() string {
@@ -94,7 +94,7 @@ func validateLocal(p *Profile, ps *Problems) {
 		}
 	}
 	if o.DataRate != 0 {
-		if rates, ok := LocalDataRates[chip]; !ok {
+		if rates, ok := localDataRates[chip]; !ok {
 			add("local.data_rate", "only for driver ads1x15")
 		} else if !localHas(rates, o.DataRate) {
 			add("local.data_rate", "%d is not one of the %s rates %v", o.DataRate, chip, rates)
@@ -191,8 +191,8 @@ func localADC(add func(string, string, ...any), k string, pt *Point, chans map[i
 	fsr, known := pt.FullScale, true
 	if fsr == 0 {
 		fsr = 2.048
-	} else if !localHas(LocalFullScales, fsr) {
-		add(k+".full_scale", "%g is not one of %v (volts)", fsr, LocalFullScales)
+	} else if !localHas(localFullScales, fsr) {
+		add(k+".full_scale", "%g is not one of %v (volts)", fsr, localFullScales)
 		known = false
 	}
 	// Convert an input threshold to volts at the ADC pin.

@@ -26,16 +26,41 @@ const (
 	adsCompOff    = 0x0003 // comparator disabled, ALERT/RDY high-Z
 )
 
-// adsPGA maps a full-scale range in volts to the PGA bits.
-var adsPGA = map[float64]uint16{
-	6.144: 0x0000, 4.096: 0x0200, 2.048: 0x0400,
-	1.024: 0x0600, 0.512: 0x0800, 0.256: 0x0A00,
+// adsPGA returns the PGA bits for a full-scale range in volts.
+func adsPGA(fsr float64) (uint16, bool) {
+	switch fsr {
+	case 6.144:
+		return 0x0000, true
+	case 4.096:
+		return 0x0200, true
+	case 2.048:
+		return 0x0400, true
+	case 1.024:
+		return 0x0600, true
+	case 0.512:
+		return 0x0800, true
+	case 0.256:
+		return 0x0A00, true
+	}
+	return 0, false
 }
 
-// adsRates maps samples per second to the DR bits, per chip.
-var adsRates = map[string]map[int]uint16{
-	"ads1115": {8: 0x00, 16: 0x20, 32: 0x40, 64: 0x60, 128: 0x80, 250: 0xA0, 475: 0xC0, 860: 0xE0},
-	"ads1015": {128: 0x00, 250: 0x20, 490: 0x40, 920: 0x60, 1600: 0x80, 2400: 0xA0, 3300: 0xC0},
+// adsRate returns the DR bits for a chip's data rate in samples per second
+// (the codes run 000..111 in the order of the rates).
+func adsRate(chip string, rate int) (uint16, bool) {
+	var rates []int
+	switch chip {
+	case "ads1115":
+		rates = []int{8, 16, 32, 64, 128, 250, 475, 860}
+	case "ads1015":
+		rates = []int{128, 250, 490, 920, 1600, 2400, 3300}
+	}
+	for i, r := range rates {
+		if r == rate {
+			return uint16(i) << 5, true
+		}
+	}
+	return 0, false
 }
 
 // adcChannel is one compiled analog point.
@@ -78,8 +103,7 @@ const (
 )
 
 func newADC(g *guardBus, addr uint16, chip string, rate int) (*adc, error) {
-	rates, ok := adsRates[chip]
-	if !ok {
+	if chip != "ads1115" && chip != "ads1015" {
 		return nil, fmt.Errorf("chip must be ads1115 or ads1015, got %q", chip)
 	}
 	if rate == 0 {
@@ -88,7 +112,8 @@ func newADC(g *guardBus, addr uint16, chip string, rate int) (*adc, error) {
 			rate = 3300
 		}
 	}
-	if _, ok := rates[rate]; !ok {
+	bits, ok := adsRate(chip, rate)
+	if !ok {
 		return nil, fmt.Errorf("data_rate %d is not one of the %s rates", rate, chip)
 	}
 	a := &adc{g: g, dev: i2c.Dev{Bus: g, Addr: addr}, notReady: 4}
@@ -99,7 +124,7 @@ func newADC(g *guardBus, addr uint16, chip string, rate int) (*adc, error) {
 	if chip == "ads1015" { // 12-bit result, left-aligned
 		a.satHi, a.satLo = 0x7FF0, math.MinInt16
 	}
-	a.rateBits = rates[rate]
+	a.rateBits = bits
 	return a, nil
 }
 
@@ -108,7 +133,7 @@ func (a *adc) addChannel(c adcChannel, ch int, fsr float64) error {
 	if ch < 0 || ch > 3 {
 		return fmt.Errorf("channel must be 0..3, got %d", ch)
 	}
-	pga, ok := adsPGA[fsr]
+	pga, ok := adsPGA(fsr)
 	if !ok {
 		return fmt.Errorf("full_scale must be one of 6.144 4.096 2.048 1.024 0.512 0.256, got %g", fsr)
 	}

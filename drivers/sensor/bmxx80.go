@@ -53,8 +53,19 @@ func newEnv(g *guardBus, addr uint16, chip string, oversampling int) (*env, erro
 	if addr != 0x76 && addr != 0x77 {
 		return nil, fmt.Errorf("a %s answers at 0x76 or 0x77, not %#x", chip, addr)
 	}
-	os, ok := map[int]bmxx80.Oversampling{0: bmxx80.O1x, 1: bmxx80.O1x, 2: bmxx80.O2x, 4: bmxx80.O4x, 8: bmxx80.O8x, 16: bmxx80.O16x}[oversampling]
-	if !ok {
+	var os bmxx80.Oversampling
+	switch oversampling {
+	case 0, 1:
+		os = bmxx80.O1x
+	case 2:
+		os = bmxx80.O2x
+	case 4:
+		os = bmxx80.O4x
+	case 8:
+		os = bmxx80.O8x
+	case 16:
+		os = bmxx80.O16x
+	default:
 		return nil, fmt.Errorf("oversampling must be 1, 2, 4, 8 or 16, got %d", oversampling)
 	}
 	g.watchReg = bmeDataReg
