@@ -67,9 +67,6 @@ func New(cfg Config, profiles Profiles, log *slog.Logger, opts ...Option) (*Sim,
 	for _, o := range opts {
 		o(s)
 	}
-	if s.cfg.Tick <= 0 {
-		s.cfg.Tick = 100 * time.Millisecond
-	}
 	// Validate here too, for configs built in code rather than parsed
 	// (which also loads CSV replays), on copies of the caller's slices.
 	cfg.Devices = append([]DeviceConfig(nil), cfg.Devices...)
@@ -77,6 +74,9 @@ func New(cfg Config, profiles Profiles, log *slog.Logger, opts ...Option) (*Sim,
 		cfg.Devices[i].Scripts = append([]Script(nil), cfg.Devices[i].Scripts...)
 	}
 	s.cfg = cfg
+	if s.cfg.Tick <= 0 {
+		s.cfg.Tick = 100 * time.Millisecond
+	}
 	ps := &profile.Problems{File: cfg.File}
 	dir := ""
 	if cfg.File != "" {
