@@ -11,7 +11,6 @@ import (
 // input is one GPIO input, sampled once per round and debounced in software.
 // Several points may read one input (its level and its change count).
 type input struct {
-	name      string // host pin name, for messages
 	pin       gpio.PinIO
 	activeLow bool
 	debounce  time.Duration

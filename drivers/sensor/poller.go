@@ -229,7 +229,7 @@ func (p *Poller) openInput(hw Hardware, cfg Config, o *profile.LocalOptions, pt 
 	if err := pin.In(pull, gpio.NoEdge); err != nil {
 		return nil, fmt.Errorf("set pin %s as input: %w", name, err)
 	}
-	in := &input{name: name, pin: pin, activeLow: pt.ActiveLow, debounce: deb}
+	in := &input{pin: pin, activeLow: pt.ActiveLow, debounce: deb}
 	byPin[name] = in
 	p.inputs = append(p.inputs, in)
 	return in, nil
