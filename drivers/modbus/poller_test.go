@@ -259,18 +259,34 @@ func TestTwoUnitsShareOneLink(t *testing.T) {
 func TestRTUOverTCP(t *testing.T) {
 	srv := modbustest.NewServer(t)
 	serveSmall(srv, 5, 480)
+	serveSmall(srv, 6, 490)
 	srv.Undefine(5, modbustest.Holding, 200, 1)
 	rtu := modbustest.NewRTUOverTCP(t, srv)
-	p := mustPoller(t, NewPool(testLog(t)), testConfig(rtu.URL, 5), smallProfile())
-	out, err := pollOnce(t, p)
-	if err != nil {
-		t.Fatal(err)
+	pool := NewPool(testLog(t))
+	// Two drops on one line share the link.
+	p := mustPoller(t, pool, testConfig(rtu.URL, 5), smallProfile())
+	p6 := mustPoller(t, pool, testConfig(rtu.URL, 6), smallProfile())
+	if p.Link() != p6.Link() {
+		t.Errorf("drops on one line have links %q and %q", p.Link(), p6.Link())
 	}
-	if !out[0].OK() || out[0].Value != 48 || out[1].Value != 25 {
-		t.Errorf("rtu values %v %v", out[0].Value, out[1].Value)
-	}
-	if out[2].Fault != drivers.FaultAbsent {
-		t.Errorf("rtu exception: %v, want absent", out[2].Fault)
+	for range 2 {
+		out, err := pollOnce(t, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out[0].OK() || out[0].Value != 48 || out[1].Value != 25 {
+			t.Errorf("rtu values %v %v", out[0].Value, out[1].Value)
+		}
+		if out[2].Fault != drivers.FaultAbsent {
+			t.Errorf("rtu exception: %v, want absent", out[2].Fault)
+		}
+		out6, err := pollOnce(t, p6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !out6[0].OK() || out6[0].Value != 49 || !out6[2].OK() {
+			t.Errorf("rtu unit 6: %v %v %v", out6[0].Value, out6[0].Fault, out6[2].Fault)
+		}
 	}
 }
 
