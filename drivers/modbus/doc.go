@@ -33,8 +33,22 @@
 //   - Poller (poller.go) runs a round: per-request outcome (exceptions,
 //     timeouts, garbage frames) becomes per-point faults; a round in which
 //     the device did not answer puts it into capped, jittered exponential
-//     backoff, during which Poll returns at once with FaultComms and an
-//     error, so a dead device never delays the others on its link.
+//     backoff, during which Poll and Prepare return at once with FaultComms
+//     and an error, so a dead device never delays the others on its link.
+//     A timeout ends the round: the remaining reads are marked FaultComms
+//     ("not asked") instead of costing one timeout each.
+//   - Devices that refuse a merged read because it spans undefined
+//     registers ("illegal data address") get that read's points probed one
+//     by one, once: values still arrive that round, points that do not
+//     exist become FaultAbsent and are no longer read, and the holes are
+//     learned as unreadable so the next plan avoids them.
+//   - Layout: profiles whose points depend on the device (SunSpec, blocks
+//     with count_from) have no points until Prepare (or the first Poll).
+//     When a rediscovery finds a different layout, Poll returns
+//     ErrLayoutChanged and Points returns the new list.
+//   - Probe identifies an unknown device from its SunSpec common model;
+//     Poller.Identify does the same for a configured device, or reads a
+//     profile's *.model / *.serial / *.firmware string points.
 //
 // Only read function codes (1, 2, 3, 4) are sent: the driver has no write
 // path.

@@ -351,3 +351,23 @@ func TestPrepareRespectsBackoff(t *testing.T) {
 		t.Errorf("Prepare of a prepared device sent %d reads", n)
 	}
 }
+
+func TestProbe(t *testing.T) {
+	prof := sunspecProfile(t)
+	srv := modbustest.NewServer(t)
+	_, text := serveSunSpec(t, srv, prof, sunspecRack{base: 50000, strings: 1, mods: 1, cells: 2, sf: -3})
+	id, err := Probe(context.Background(), testLog(t), testConfig(srv.URL, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Vendor != text["bms.identity.manufacturer"] || id.Model != text["bms.identity.model"] ||
+		id.Firmware != text["bms.identity.firmware"] || id.Serial != text["bms.identity.serial"] ||
+		id.Extra["sunspec.models"] != "1,802,803,804,805" {
+		t.Errorf("identity %+v", id)
+	}
+	plain := modbustest.NewServer(t)
+	plain.Set(1, modbustest.Holding, 0, 1, 2, 3)
+	if _, err := Probe(context.Background(), testLog(t), testConfig(plain.URL, 1)); !errors.Is(err, ErrNotSunSpec) {
+		t.Errorf("plain device: err %v, want ErrNotSunSpec", err)
+	}
+}
