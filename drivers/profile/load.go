@@ -143,7 +143,8 @@ func Parse(file string, data []byte) (*Profile, error) {
 		ps.Add(line, "", "a profile must be a YAML mapping (id, vendor, model, ...)")
 		return nil, ps.Err()
 	}
-	w := &walker{lines: map[string]int{}, keyPos: map[[2]int]string{}, vals: map[lineVal]string{}, ps: ps}
+	w := &walker{lines: map[string]int{}, keyPos: map[[2]int]string{}, vals: map[lineVal]string{}, ps: ps,
+		fields: map[reflect.Type]map[string]reflect.Type{}}
 	w.walk(root.Content[0], reflect.TypeFor[Profile](), "")
 	w.lines[""] = root.Content[0].Line
 
@@ -275,6 +276,7 @@ type walker struct {
 	keyPos map[[2]int]string // (line, column) of a key -> key path
 	vals   map[lineVal]string
 	ps     *Problems
+	fields map[reflect.Type]map[string]reflect.Type // yamlFields, cached
 }
 
 // lineVal locates a scalar value by line and text, to name the key of a
@@ -314,7 +316,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, keyPath string) {
 	case yaml.MappingNode:
 		var fields map[string]reflect.Type
 		if kind == reflect.Struct {
-			fields = yamlFields(t)
+			if fields = w.fields[t]; fields == nil {
+				fields = yamlFields(t)
+				w.fields[t] = fields
+			}
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
