@@ -379,6 +379,18 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestInferredType(t *testing.T) {
+	specs := []Spec{{Name: "a", Exec: []string{"/bin/true"}}, {Name: "b", URL: "https://x", Secret: "k"}, {Name: "c", Subject: "x.y"}, {Name: "d", URL: "https://x", Subject: "x.y"}}
+	probs := Validate(specs)
+	if len(probs) != 1 || probs[0].Index != 3 || probs[0].Key != "type" {
+		t.Fatalf("problems %v, want only hooks[3].type", probs)
+	}
+	set, err := NewSet(specs[:1], nil, NewMemLedger(), nolog())
+	if err != nil || set.Hooks[0].Spec.Type != TypeExec {
+		t.Fatalf("set %+v %v", set, err)
+	}
+}
+
 func TestResolveSecret(t *testing.T) {
 	t.Setenv("EMBER_TEST_SECRET", "fromenv")
 	f := filepath.Join(t.TempDir(), "s")

@@ -38,6 +38,7 @@ func IsPermanent(err error) bool {
 // NewRunner builds the runner of a validated spec. nc is needed only for
 // nats hooks.
 func NewRunner(s Spec, nc *nats.Conn, log *slog.Logger) (Runner, error) {
+	s.Normalize()
 	if p := Validate([]Spec{s}); len(p) > 0 {
 		return nil, fmt.Errorf("hook %q: %w", s.Name, p[0])
 	}

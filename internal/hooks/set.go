@@ -61,6 +61,7 @@ func NewSet(specs []Spec, nc *nats.Conn, ledger Ledger, log *slog.Logger) (*Set,
 	}
 	s := &Set{Ledger: ledger, Log: log}
 	for _, sp := range specs {
+		sp.Normalize()
 		r, err := NewRunner(sp, nc, log)
 		if err != nil {
 			return nil, err

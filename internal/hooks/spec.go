@@ -29,12 +29,15 @@ const (
 type Spec struct {
 	// Name identifies the hook in the ledger and the audit; [a-z0-9_-]+.
 	Name string `yaml:"name" json:"name"`
-	// Type is exec, webhook or nats.
-	Type string `yaml:"type" json:"type"`
+	// Type is exec, webhook or nats; when empty it is inferred from which
+	// of command/exec, url or subject is set.
+	Type string `yaml:"type,omitempty" json:"type"`
 	// Phases the hook runs for; empty means every phase.
 	Phases []string `yaml:"phases,omitempty" json:"phases,omitempty"`
 	// Command is the argv of an exec hook; no shell is involved.
 	Command []string `yaml:"command,omitempty" json:"command,omitempty"`
+	// Exec is an alias of Command (the agent configuration's spelling).
+	Exec []string `yaml:"exec,omitempty" json:"-"`
 	// Env adds variables to an exec hook's environment.
 	Env map[string]string `yaml:"env,omitempty" json:"env,omitempty"`
 	// URL of a webhook.
@@ -90,6 +93,24 @@ func (s *Spec) RunsFor(phase string) bool {
 	return false
 }
 
+// Normalize fills Type and Command from the aliases.
+func (s *Spec) Normalize() {
+	if len(s.Command) == 0 {
+		s.Command = s.Exec
+	}
+	if s.Type != "" {
+		return
+	}
+	switch {
+	case len(s.Command) > 0 && s.URL == "" && s.Subject == "":
+		s.Type = TypeExec
+	case s.URL != "" && len(s.Command) == 0 && s.Subject == "":
+		s.Type = TypeWebhook
+	case s.Subject != "" && len(s.Command) == 0 && s.URL == "":
+		s.Type = TypeNATS
+	}
+}
+
 // Problem is one configuration error of a hook; Key is relative to the
 // hook ("command", "url"...). Callers that know the file and line prefix it.
 type Problem struct {
@@ -106,6 +127,7 @@ func Validate(specs []Spec) []Problem {
 	seen := map[string]bool{}
 	add := func(i int, k, f string, a ...any) { out = append(out, Problem{i, k, fmt.Sprintf(f, a...)}) }
 	for i, s := range specs {
+		s.Normalize()
 		if !nameRE.MatchString(s.Name) {
 			add(i, "name", "must match [a-z0-9_-]+, got %q", s.Name)
 		} else if seen[s.Name] {
@@ -149,6 +171,8 @@ func Validate(specs []Spec) []Problem {
 			if s.Subject == "" || strings.ContainsAny(s.Subject, " *>") {
 				add(i, "subject", "nats hook needs a literal subject, got %q", s.Subject)
 			}
+		case "":
+			add(i, "type", "set exactly one of command (exec), url (webhook) or subject (nats)")
 		default:
 			add(i, "type", "want exec, webhook or nats, got %q", s.Type)
 		}
