@@ -46,6 +46,9 @@
 //     with count_from) have no points until Prepare (or the first Poll).
 //     When a rediscovery finds a different layout, Poll returns
 //     ErrLayoutChanged and Points returns the new list.
+//   - Stats counts rounds, reads, timeouts, exceptions, garbage frames,
+//     failed rounds and link reopens with atomics, for heartbeats and
+//     metrics.
 //   - Probe identifies an unknown device from its SunSpec common model;
 //     Poller.Identify does the same for a configured device, or reads a
 //     profile's *.model / *.serial / *.firmware string points.

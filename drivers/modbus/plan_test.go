@@ -264,3 +264,67 @@ func BenchmarkPlan1000(b *testing.B) {
 		b.Fatalf("requests = %d", reqs)
 	}
 }
+
+// FuzzPlan checks the planner's invariants on random layouts: every read
+// fits the limit and one space, never crosses an unreadable range, and
+// every point (and scale factor) lies inside the read it was assigned.
+func FuzzPlan(f *testing.F) {
+	f.Add([]byte{0, 1, 0, 1, 5, 2, 1, 200}, uint8(125), uint8(16), uint16(3), uint16(4))
+	f.Add([]byte{0xFF, 0xF0, 4, 0, 0, 10, 1, 0, 1, 0, 2, 3}, uint8(2), uint8(0), uint16(0), uint16(0))
+	f.Fuzz(func(t *testing.T, data []byte, maxRegs, maxGap uint8, unFrom, unLen uint16) {
+		lim := planLimits{maxRegs: max(1, int(maxRegs)%126), maxGap: int(maxGap) % 126}
+		if unLen > 0 {
+			lim.unreadable = []profile.AddrRange{{Space: "holding", From: unFrom, To: unFrom + min(unLen-1, 0xFFFF-unFrom)}}
+		}
+		var slots []slot
+		for i := 0; i+4 <= len(data) && len(slots) < 300; i += 4 {
+			s := slot{sp: space(data[i] % 4), addr: uint16(data[i+1])<<8 | uint16(data[i+2]), n: uint16(1 + data[i+3]%4)}
+			if s.sp.bits() {
+				s.n = 1
+			}
+			if int(s.addr)+int(s.n) > 1<<16 {
+				continue
+			}
+			if data[i+3]&0x80 != 0 && !s.sp.bits() && s.addr > 0 {
+				s.hasSF, s.sfAddr = true, s.addr-1
+			}
+			slots = append(slots, s)
+		}
+		reqs, size, err := plan(slots, lim)
+		if err != nil {
+			return // points that cannot be planned are reported, not planned
+		}
+		total := 0
+		for _, r := range reqs {
+			limit := lim.maxRegs
+			if r.sp.bits() {
+				limit = maxBitsPerRead
+			}
+			if r.qty == 0 || int(r.qty) > limit {
+				t.Fatalf("read %+v breaks the limit %d", r, limit)
+			}
+			if _, bad := hitsUnreadable(lim.unreadable, r.sp, int(r.addr), int(r.addr)+int(r.qty)); bad {
+				t.Fatalf("read %+v crosses unreadable %+v", r, lim.unreadable)
+			}
+			if r.off != total {
+				t.Fatalf("read %+v at buffer %d, want %d", r, r.off, total)
+			}
+			total += int(r.qty)
+		}
+		if total != size {
+			t.Fatalf("size %d, reads hold %d", size, total)
+		}
+		in := func(ri int, sp space, a, n int) bool {
+			r := reqs[ri]
+			return r.sp == sp && int(r.addr) <= a && a+n <= int(r.addr)+int(r.qty)
+		}
+		for _, s := range slots {
+			if s.req < 0 || !in(s.req, s.sp, int(s.addr), int(s.n)) || s.bufOff != reqs[s.req].off+int(s.addr)-int(reqs[s.req].addr) {
+				t.Fatalf("slot %+v not placed in its read", s)
+			}
+			if s.hasSF && (s.sfReq < 0 || !in(s.sfReq, s.sp, int(s.sfAddr), 1)) {
+				t.Fatalf("slot %+v: scale factor not placed", s)
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/emberwatch/emberwatch/drivers"
@@ -65,6 +66,32 @@ type Poller struct {
 	nextTry  time.Time
 	errDown  error
 	closed   bool
+
+	stats stats
+}
+
+// stats are counted by the link goroutine and read by anyone (heartbeats,
+// metrics), hence atomics; they never allocate.
+type stats struct {
+	rounds, requests, timeouts, exceptions, malformed, down, reopens atomic.Uint64
+}
+
+// Stats are a poller's counters since it was created.
+type Stats struct {
+	Rounds     uint64 // Poll calls that talked to the device
+	Requests   uint64 // reads sent (probes and discovery included)
+	Timeouts   uint64 // reads without an answer in time
+	Exceptions uint64 // exception answers (illegal address included)
+	Malformed  uint64 // garbage or short frames
+	Down       uint64 // failed rounds (device or link down)
+	Reopens    uint64 // link closes after a transport error, so a reopen follows
+}
+
+// Stats returns the poller's counters. Safe for concurrent use.
+func (p *Poller) Stats() Stats {
+	s := &p.stats
+	return Stats{Rounds: s.rounds.Load(), Requests: s.requests.Load(), Timeouts: s.timeouts.Load(),
+		Exceptions: s.exceptions.Load(), Malformed: s.malformed.Load(), Down: s.down.Load(), Reopens: s.reopens.Load()}
 }
 
 var (
@@ -330,12 +357,27 @@ func (p *Poller) prepare() (bool, error) {
 	return changed, nil
 }
 
-// readRetry reads once, retrying "server device busy" answers.
+// readRetry reads once, retrying "server device busy" answers, and
+// counts the outcome.
 func (p *Poller) readRetry(sp space, addr uint16, dst []uint16) error {
+	p.stats.requests.Add(1)
 	err := p.link.read(p.unit, sp, addr, dst)
 	for i := 0; i < p.q.busyRetries && classify(err) == classBusy; i++ {
 		time.Sleep(time.Duration(10*(i+1)) * time.Millisecond)
+		p.stats.requests.Add(1)
 		err = p.link.read(p.unit, sp, addr, dst)
+	}
+	switch classify(err) {
+	case classAbsent, classException, classBusy:
+		p.stats.exceptions.Add(1)
+	case classMalformed:
+		p.stats.malformed.Add(1)
+		p.stats.reopens.Add(1)
+	case classTimeout:
+		p.stats.timeouts.Add(1)
+		p.stats.reopens.Add(1)
+	case classDown:
+		p.stats.reopens.Add(1)
 	}
 	return err
 }
@@ -364,6 +406,7 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 		markAll(out, drivers.FaultComms, "layout changed", now)
 		return fmt.Errorf("%s: %d readings for %d points: %w", p.name, len(out), len(p.c.points), ErrLayoutChanged)
 	}
+	p.stats.rounds.Add(1)
 	var roundErr error
 	anyAnswer := false
 	for i := range p.reqs {
@@ -471,6 +514,7 @@ func (p *Poller) Poll(ctx context.Context, out []drivers.Reading) error {
 func (p *Poller) fail(err error) {
 	now := time.Now() // after the failed round: the wait starts now
 	p.failures++
+	p.stats.down.Add(1)
 	d := p.q.retryMin
 	for i := 1; i < p.failures && d < p.q.retryMax; i++ {
 		d *= 2

@@ -207,6 +207,10 @@ func TestTimeoutAndBackoffGrowth(t *testing.T) {
 	if p.down || p.failures != 0 {
 		t.Errorf("device still marked down after a good round")
 	}
+	st := p.Stats()
+	if st.Timeouts < 5 || st.Down < 5 || st.Reopens < st.Timeouts || st.Rounds < 6 || st.Requests < st.Rounds {
+		t.Errorf("stats %+v after 5 timed-out rounds and a good one", st)
+	}
 }
 
 // TestTwoUnitsShareOneLink: two unit ids behind one TCP server share a
