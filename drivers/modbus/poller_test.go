@@ -11,6 +11,7 @@ import (
 	"time"
 
 	mb "github.com/simonvetter/modbus"
+	"gopkg.in/yaml.v3"
 
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/modbus/modbustest"
@@ -423,5 +424,47 @@ func TestConfigValidate(t *testing.T) {
 		if err := ok.Validate(); err != nil {
 			t.Errorf("%+v: %v", ok, err)
 		}
+	}
+}
+
+func TestConfigYAML(t *testing.T) {
+	const doc = `
+url: rtu:///dev/ttyUSB0
+unit_id: 3
+timeout: 750ms
+speed: 19200
+data_bits: 8
+parity: even
+stop_bits: 1
+max_registers: 60
+max_gap: 0
+pause: 35ms
+close_after_round: true
+busy_retries: 2
+retry_min: 2s
+retry_max: 30s
+`
+	var c Config
+	dec := yaml.NewDecoder(strings.NewReader(doc))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	q := effectiveQuirks(&c, &profile.Profile{Modbus: &profile.ModbusOptions{MaxRegisters: 100, MaxGap: 8, Pause: time.Second}})
+	if c.Timeout != 750*time.Millisecond || c.UnitID != 3 || c.Parity != "even" ||
+		q.maxRegs != 60 || q.maxGap != 0 || q.pause != 35*time.Millisecond || !q.closeAfterRound ||
+		q.busyRetries != 2 || q.retryMin != 2*time.Second || q.retryMax != 30*time.Second {
+		t.Errorf("config %+v quirks %+v", c, q)
+	}
+	if tr := c.transport(); tr.speed != 19200 || tr.parity != "even" || tr.stopBits != 1 {
+		t.Errorf("transport %+v", tr)
+	}
+	// Profile quirks apply where the device config is silent.
+	q = effectiveQuirks(&Config{URL: "tcp://h:502"}, &profile.Profile{Modbus: &profile.ModbusOptions{MaxRegisters: 100, MaxGap: 8, Pause: time.Second, BusyRetries: 4}})
+	if q.maxRegs != 100 || q.maxGap != 8 || q.pause != time.Second || q.busyRetries != 4 || q.retryMin != DefaultRetryMin {
+		t.Errorf("profile quirks %+v", q)
 	}
 }
