@@ -108,9 +108,16 @@ blocks:
     stride: 1
     points:
       - {name: "cell[{cell}].voltage.volts", address: 0, type: u32}
+  - name: inp
+    count: 2
+    start: 10
+    stride: 1
+    points:
+      - {name: "inp[{inp}].volts", space: input, address: 0, type: u16}
 `, []string{
 			"bad.yaml:16: blocks[0].stride: 1 is smaller than one instance (2 registers): instances overlap",
 			"bad.yaml:9: points[1].address: registers 11..11 overlap points[0] (10..11)",
+			"bad.yaml:10: points[2].address: registers 11..11 overlap blocks[1] (10..11)",
 			"bad.yaml:15: blocks[0].start: registers 22..26 overlap points[3] (20..23)",
 		}},
 		{"enum and bits", head + `points:

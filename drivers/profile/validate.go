@@ -179,10 +179,8 @@ func (v *validator) modbus() {
 				v.add(k+".id", "model %d is also described by sunspec.models[%d]", m.ID, j)
 			}
 			seen[m.ID] = i
-			sc := &mbScope{sfs: m.ScaleFactors, vars: map[string]bool{}, sunspec: true}
-			idx := make([]string, 0, len(m.Index))
+			sc := &mbScope{sfs: m.ScaleFactors, vars: map[string]bool{}}
 			for name, off := range m.Index {
-				idx = append(idx, name)
 				if !identRE.MatchString(name) {
 					v.add(k+".index."+name, "index name must be [a-z][a-z0-9_]*")
 				}
@@ -191,8 +189,6 @@ func (v *validator) modbus() {
 				}
 				sc.vars[name] = true
 			}
-			sort.Strings(idx)
-			sc.modelIndex = idx
 			v.mbScope(k+".", sc, m.Points, m.Blocks, true)
 		}
 	}
@@ -200,14 +196,10 @@ func (v *validator) modbus() {
 
 // mbScope is one level of nesting during Modbus validation.
 type mbScope struct {
-	parent  *mbScope
-	sfs     map[string]uint16
-	vars    map[string]bool // bound placeholders at this level (own block name, model index)
-	points  []Point
-	sunspec bool
-	// modelIndex lists the SunSpec model's index names: each point name
-	// of the model must use all of them, or instances collide.
-	modelIndex []string
+	parent *mbScope
+	sfs    map[string]uint16
+	vars   map[string]bool // bound placeholders at this level (own block name, model index)
+	points []Point
 }
 
 func (s *mbScope) hasSF(name string) bool {
@@ -226,15 +218,6 @@ func (s *mbScope) bound(name string) bool {
 		}
 	}
 	return false
-}
-
-func (s *mbScope) index() []string {
-	for ; s != nil; s = s.parent {
-		if s.modelIndex != nil {
-			return s.modelIndex
-		}
-	}
-	return nil
 }
 
 // findPoint looks a count_from name up among the points of s and its parents.
@@ -296,12 +279,38 @@ func (v *validator) mbScope(prefix string, s *mbScope, points []Point, blocks []
 			v.add(k, "%d instances of stride %d from %d run past register 65535", n, b.Stride, b.Start)
 		}
 		if inst > 0 {
-			ext = append(ext, extent{"", int(b.Start), end, k})
+			ext = append(ext, extent{blockSpace(b), int(b.Start), end, k})
 			span = max(span, end)
 		}
 	}
 	v.overlaps(ext)
 	return span
+}
+
+// blockSpace returns the one space all of a block's points use, or "" when
+// they mix spaces (the block is then checked against every space).
+func blockSpace(b *Block) string {
+	sp := ""
+	var walk func(b *Block) bool
+	walk = func(b *Block) bool {
+		for i := range b.Points {
+			ps := b.Points[i].SpaceOf()
+			if sp != "" && ps != sp {
+				return false
+			}
+			sp = ps
+		}
+		for i := range b.Blocks {
+			if !walk(&b.Blocks[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	if !walk(b) {
+		return ""
+	}
+	return sp
 }
 
 // overlaps reports items of one scope whose address ranges overlap. Blocks
