@@ -258,6 +258,11 @@ func TestTwoUnitsShareOneLink(t *testing.T) {
 	if _, err := pollOnce(t, p2); err != nil {
 		t.Errorf("after closing the other poller: %v", err)
 	}
+	p2.Close()
+	p2.Close() // idempotent
+	if n := len(pool.links); n != 0 {
+		t.Errorf("%d links left open after closing every poller", n)
+	}
 }
 
 // TestRTUOverTCP reads through RTU framing (CRC16) over TCP.
