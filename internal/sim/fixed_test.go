@@ -147,3 +147,62 @@ points:
 		t.Errorf("overflow: %v", err)
 	}
 }
+
+// TestSpaces serves points in the input, coil and discrete spaces and
+// refuses writes.
+func TestSpaces(t *testing.T) {
+	p, err := profile.Parse("spaces.yaml", []byte(`
+id: spaces
+vendor: test
+model: test
+firmware: "*"
+source: test
+protocol: modbus
+points:
+  - {name: ambient.temperature.celsius, space: input, address: 7, type: s16, scale: 0.1, unit: degC}
+  - {name: alarm.smoke, space: discrete, address: 3, type: bool}
+  - {name: door.open, space: coil, address: 0, type: bool}
+  - {name: epo.active, space: coil, address: 1, type: bool}
+`))
+	must(t, err)
+	set := mapProfiles{"spaces": p}
+	s := startSim(t, `
+devices:
+  - id: io
+    profile: spaces
+    listen: tcp://127.0.0.1:0
+    values: {ambient.temperature.celsius: -12.3, alarm.smoke: 1, epo.active: 1}
+`, set)
+	c := client(t, s.Addr("io"), 1, time.Second)
+	r, err := c.ReadRegisters(7, 1, modbus.INPUT_REGISTER)
+	if err != nil || int16(r[0]) != -123 {
+		t.Errorf("input register %v %v", r, err)
+	}
+	if _, err := c.ReadRegisters(7, 1, modbus.HOLDING_REGISTER); !errors.Is(err, modbus.ErrIllegalDataAddress) {
+		t.Errorf("holding 7: %v", err)
+	}
+	d, err := c.ReadDiscreteInputs(3, 1)
+	if err != nil || !d[0] {
+		t.Errorf("discrete %v %v", d, err)
+	}
+	co, err := c.ReadCoils(0, 2)
+	if err != nil || co[0] || !co[1] {
+		t.Errorf("coils %v %v", co, err)
+	}
+	if _, err := c.ReadCoils(0, 3); !errors.Is(err, modbus.ErrIllegalDataAddress) {
+		t.Errorf("coil 2: %v", err)
+	}
+	if err := c.WriteCoil(0, true); !errors.Is(err, modbus.ErrIllegalFunction) {
+		t.Errorf("write coil: %v", err)
+	}
+	if err := c.WriteRegister(7, 1); !errors.Is(err, modbus.ErrIllegalFunction) {
+		t.Errorf("write register: %v", err)
+	}
+}
+
+type mapProfiles map[string]*profile.Profile
+
+func (m mapProfiles) Get(id string) (*profile.Profile, bool) {
+	p, ok := m[id]
+	return p, ok
+}
