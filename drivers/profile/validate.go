@@ -1,8 +1,11 @@
 package profile
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -27,6 +30,12 @@ var (
 		"ohms": "ohm", "count": "count", "ppm": "ppm",
 	}
 )
+
+// sortedKeys returns m's keys in order, so that problems come out in a
+// stable order.
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	return slices.Sorted(maps.Keys(m))
+}
 
 func set(vals ...string) map[string]bool {
 	m := make(map[string]bool, len(vals))
@@ -180,7 +189,8 @@ func (v *validator) modbus() {
 			}
 			seen[m.ID] = i
 			sc := &mbScope{sfs: m.ScaleFactors, vars: map[string]bool{}}
-			for name, off := range m.Index {
+			for _, name := range sortedKeys(m.Index) {
+				off := m.Index[name]
 				if !identRE.MatchString(name) {
 					v.add(k+".index."+name, "index name must be [a-z][a-z0-9_]*")
 				}
@@ -410,7 +420,7 @@ func (v *validator) mbPoint(k string, s *mbScope, pt *Point) {
 	}
 	if isBits {
 		w := TypeBits(t)
-		for bit := range pt.Bits {
+		for _, bit := range sortedKeys(pt.Bits) {
 			if bit < 0 || bit >= w {
 				v.add(fmt.Sprintf("%s.bits.%d", k, bit), "bit %d is outside 0..%d of a %s", bit, w-1, t)
 			}
@@ -527,19 +537,14 @@ func (v *validator) nameScope(prefix string, bound map[string]bool, points []Poi
 		} else if pt.Unit != "" {
 			v.add(k+".unit", "a point without a name is not published; it has no unit")
 		}
-		bits := make([]int, 0, len(pt.Bits))
-		for b := range pt.Bits {
-			bits = append(bits, b)
-		}
-		sort.Ints(bits)
-		for _, b := range bits {
+		for _, b := range sortedKeys(pt.Bits) {
 			bk := fmt.Sprintf("%s.bits.%d", k, b)
 			if v.name(bk, pt.Bits[b], bound, index) {
 				v.unique(bk, ExpandName(pt.Bits[b], vars), vars, seen)
 			}
 		}
-		for code, n := range pt.Enum {
-			if strings.TrimSpace(n) == "" {
+		for _, code := range sortedKeys(pt.Enum) {
+			if n := pt.Enum[code]; strings.TrimSpace(n) == "" {
 				v.add(fmt.Sprintf("%s.enum.%d", k, code), "empty name")
 			}
 		}
