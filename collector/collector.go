@@ -54,6 +54,7 @@ type Collector struct {
 	started   atomic.Bool
 
 	alertsReady, heartbeatsReady chan struct{}
+	alertSeq                     atomic.Uint64 // last alert stream sequence applied to the state
 }
 
 // New checks cfg and opens the HTTP listener, so that HTTPAddr is known
@@ -313,10 +314,16 @@ func (c *Collector) follow(ctx context.Context, js jetstream.JetStream, stream s
 }
 
 func (c *Collector) followAlerts(ctx context.Context, js jetstream.JetStream, stream string) error {
-	return c.follow(ctx, js, stream, jetstream.OrderedConsumerConfig{
+	cfg := jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{wire.Wildcard(c.cfg.Site, wire.KindAlert)},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	}, c.alertsReady, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
+	}
+	if seq := c.alertSeq.Load(); seq > 0 {
+		// Restarted after a failure: go on where the state is.
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq+1
+	}
+	return c.follow(ctx, js, stream, cfg, c.alertsReady, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
+		c.alertSeq.Store(md.Sequence.Stream)
 		var a wire.Alert
 		if err := json.Unmarshal(msg.Data(), &a); err != nil {
 			c.log.Warn("bad alert JSON", "subject", msg.Subject(), "err", err)

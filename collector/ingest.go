@@ -76,9 +76,10 @@ func (c *Collector) storeTelemetry(ctx context.Context, js jetstream.JetStream, 
 			free <- b
 		}
 	}()
-	context.AfterFunc(ctx, func() {
+	stopLimit := context.AfterFunc(ctx, func() {
 		time.AfterFunc(10*time.Second, cancelFlush) // hard limit for the final flush
 	})
+	defer stopLimit()
 
 	var l lpLine
 	cur := <-free

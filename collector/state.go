@@ -333,14 +333,24 @@ func slope(tr []trendSample, window time.Duration) (float64, bool) {
 func (s *State) applyAlert(a wire.Alert) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	key := a.Key()
+	c := s.conditions[key]
+	if c != nil && c.Alert.ID == a.ID {
+		// The same message twice (an ack applied locally, then read back
+		// from the stream): history keeps one.
+		if a.Ack == nil && c.Alert.Time.Equal(a.Time) && c.Alert.Stage == a.Stage {
+			return
+		}
+		if a.Ack != nil && c.Ack != nil && c.Ack.By == a.Ack.By && c.Ack.Time.Equal(a.Ack.Time) {
+			return
+		}
+	}
 	if len(s.history) < historyCap {
 		s.history = append(s.history, a)
 	} else {
 		s.history[s.histStart] = a
 		s.histStart = (s.histStart + 1) % historyCap
 	}
-	key := a.Key()
-	c := s.conditions[key]
 	switch {
 	case a.Ack != nil:
 		if c != nil && (c.Alert.ID == a.ID || c.Alert.Stage == a.Stage) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emberwatch/emberwatch/collector"
 	"github.com/emberwatch/emberwatch/internal/testenv"
 )
 
@@ -72,4 +73,15 @@ func TestMain(m *testing.M) {
 		os.Exit(run(strings.Fields(os.Getenv("EMBER_COLLECTOR_ARGS")), os.Stderr))
 	}
 	os.Exit(m.Run())
+}
+
+func TestExampleConfigParses(t *testing.T) {
+	t.Setenv("EMBER_WEBHOOK_SECRET", "x")
+	c, err := collector.LoadConfig("collector.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Site != "pangyo-a" || c.Influx.EventsRetentionPolicy != "events" || len(c.NOC.Webhooks) != 1 {
+		t.Errorf("example config decoded as %+v", c)
+	}
 }
