@@ -6,6 +6,7 @@ import (
 
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/snmp"
+	"github.com/emberwatch/emberwatch/internal/sim/snmpsim"
 	"github.com/emberwatch/emberwatch/internal/testenv"
 	"github.com/gosnmp/gosnmp"
 )
@@ -15,10 +16,12 @@ import (
 // of fields, which is what a one-Get-per-field poller would send.
 func BenchmarkPollUPSMIB(b *testing.B) {
 	s := testenv.StartSNMPD(b, testenv.SNMPDOptions{})
+	perField := v2c(s)
+	perField.MaxOIDs = 1 // one Get per field: the baseline packing beats
 	for _, tc := range []struct {
 		name string
 		cfg  snmp.Config
-	}{{"v2c", v2c(s)}, {"v3", v3(s)}} {
+	}{{"v2c", v2c(s)}, {"v3", v3(s)}, {"v2c-one-oid-per-get", perField}} {
 		b.Run(tc.name, func(b *testing.B) {
 			p, err := snmp.NewPoller(tc.cfg, loadProfile(b, "ups-mib"), nil)
 			if err != nil {
@@ -80,4 +83,34 @@ func BenchmarkTrapDelivery(b *testing.B) {
 		worst = max(worst, time.Since(start))
 	}
 	b.ReportMetric(float64(worst.Microseconds()), "worst-µs")
+}
+
+// BenchmarkPollSim is one ups-mib Poll against the in-process snmpsim
+// agent: the driver's own cost without snmpd's pass_persist round trips.
+func BenchmarkPollSim(b *testing.B) {
+	prof := loadProfile(b, "ups-mib")
+	vars, err := snmpsim.FromProfile(prof, snmpsim.ProfileOptions{Rows: map[string]int{"line": 3}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a, err := snmpsim.Serve(b.Context(), "127.0.0.1:0", vars, snmpsim.Options{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	p, err := snmp.NewPoller(simConfig(a, "2c"), prof, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	out := make([]drivers.Reading, len(p.Points()))
+	start := p.Requests()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Poll(b.Context(), out); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(p.Requests()-start)/float64(b.N), "requests/round")
+	b.ReportMetric(float64(len(out)), "points")
 }

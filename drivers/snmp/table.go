@@ -15,6 +15,19 @@ import (
 // v1), calling fn for each answered instance inside its column. It stops
 // a column at its end, endOfMibView or after maxRows instances.
 func (p *Poller) walkColumns(ctx context.Context, cols []string, maxRows int, fn func(col int, row string, v gosnmp.SnmpPDU)) error {
+	// One request carries at most maxOIDs varbinds (gosnmp enforces it on
+	// GetBulk too): walk wide tables in groups of columns.
+	for start := 0; start < len(cols); start += p.maxOIDs {
+		end := min(start+p.maxOIDs, len(cols))
+		err := p.walkGroup(ctx, cols[start:end], maxRows, func(c int, row string, v gosnmp.SnmpPDU) { fn(start+c, row, v) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *Poller) walkGroup(ctx context.Context, cols []string, maxRows int, fn func(col int, row string, v gosnmp.SnmpPDU)) error {
 	cur := make([]string, len(cols))
 	copy(cur, cols)
 	count := make([]int, len(cols))

@@ -5,8 +5,8 @@
 // talks a line protocol on stdin/stdout: PING, get, getnext, set. The table
 // is sorted by OID so that getnext walks it in order.
 //
-// Fault scenarios: on every request it re-reads the JSON file named by
-// $UPS_STATE (if set) and overlays it on the defaults. Keys are OIDs
+// Fault scenarios: on every request it checks the JSON file named by
+// $UPS_STATE (if set) and, when it changed, overlays it on the defaults. Keys are OIDs
 // relative to upsObjects (1.3.6.1.2.1.33.1), e.g. "2.1.0", or absolute
 // (starting with "1." or "."). Values: a number (INTEGER), a string
 // (OCTET STRING), null (the object disappears), or {"type": "timeticks",
@@ -164,7 +164,34 @@ func main() {
 	}
 }
 
+// cache keeps the table until the state file changes (size or mtime), so
+// that a walk does not re-read and re-sort it for every OID.
+type cache struct {
+	file string
+	key  string
+	tab  []entry
+}
+
+func (c *cache) get() ([]entry, error) {
+	key := "none"
+	if c.file != "" {
+		if st, err := os.Stat(c.file); err == nil {
+			key = fmt.Sprint(st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	if c.tab != nil && key == c.key {
+		return c.tab, nil
+	}
+	tab, err := load(c.file)
+	if err != nil {
+		return nil, err
+	}
+	c.tab, c.key = tab, key
+	return tab, nil
+}
+
 func serve(r io.Reader, w io.Writer, stateFile string) error {
+	tables := &cache{file: stateFile}
 	in := bufio.NewScanner(r)
 	out := bufio.NewWriter(w)
 	reply := func(lines ...string) error {
@@ -192,7 +219,7 @@ func serve(r io.Reader, w io.Writer, stateFile string) error {
 				reply("NONE")
 				continue
 			}
-			tab, err := load(stateFile)
+			tab, err := tables.get()
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "upspass:", err)
 				reply("NONE")
