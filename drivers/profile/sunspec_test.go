@@ -22,13 +22,14 @@ type jsonGroup struct {
 }
 
 type jsonPoint struct {
-	Name    string `json:"name"`
-	Type    string `json:"type"`
-	Size    int    `json:"size"`
-	SF      any    `json:"sf"` // name, or a number in some models
-	Units   string `json:"units"`
-	Access  string `json:"access"`
-	Symbols []struct {
+	Name      string `json:"name"`
+	Mandatory string `json:"mandatory"`
+	Type      string `json:"type"`
+	Size      int    `json:"size"`
+	SF        any    `json:"sf"` // name, or a number in some models
+	Units     string `json:"units"`
+	Access    string `json:"access"`
+	Symbols   []struct {
 		Name  string `json:"name"`
 		Value int64  `json:"value"`
 	} `json:"symbols"`
@@ -117,6 +118,7 @@ func TestSunSpecProfile(t *testing.T) {
 				}
 			}
 			checkScope(t, fmt.Sprintf("model %d", m.ID), m.Scope(), lay, m.Points, nil)
+			checkMandatory(t, m, doc.Group)
 			for bi := range m.Blocks {
 				b := &m.Blocks[bi]
 				ga, ok := lay.groups[int(b.Start)]
@@ -146,6 +148,70 @@ func TestSunSpecProfile(t *testing.T) {
 	}
 	if !slices.Equal(ids, []uint16{1, 802, 803, 804, 805}) {
 		t.Errorf("models = %v, want 1 802 803 804 805", ids)
+	}
+}
+
+// elsewhere lists the mandatory SunSpec points the profile reads from
+// another model on purpose (one vocabulary name, one source: the parent's
+// repeating group), and the registers that are not points.
+var elsewhere = map[string]string{
+	"ID": "model header", "L": "model header",
+	"Idx": "index", "StrIdx": "index", "ModIdx": "index",
+	"803.string.StrNMod": "804 NMod drives 804's module group",
+	"804.St":             "803 string group StrSt",
+	"804.SoC":            "803 string group StrSoC",
+	"804.A":              "803 string group StrA",
+	"804.CellVMax":       "803 string group StrCellVMax",
+	"804.CellVMin":       "803 string group StrCellVMin",
+	"804.CellVAvg":       "803 string group StrCellVAvg",
+	"804.ModTmpMax":      "803 string group StrModTmpMax",
+	"804.ModTmpMaxMod":   "803 string group StrModTmpMaxMod",
+	"804.ModTmpMin":      "803 string group StrModTmpMin",
+	"804.ModTmpMinMod":   "803 string group StrModTmpMinMod",
+	"804.ModTmpAvg":      "803 string group StrModTmpAvg",
+	"804.Evt1":           "803 string group StrEvt1",
+	"805.NCell":          "804 module group ModNCell",
+	"805.CellVMax":       "804 module group ModCellVMax",
+	"805.CellVMin":       "804 module group ModCellVMin",
+	"805.CellVAvg":       "804 module group ModCellVAvg",
+	"805.CellTmpMax":     "804 module group ModCellTmpMax",
+	"805.CellTmpMin":     "804 module group ModCellTmpMin",
+	"805.CellTmpAvg":     "804 module group ModCellTmpAvg",
+}
+
+// checkMandatory checks that every mandatory, read-only SunSpec point is in
+// the profile, or listed in elsewhere.
+func checkMandatory(t *testing.T, m *profile.SunSpecModel, g jsonGroup) {
+	t.Helper()
+	covered := func(pts []profile.Point, lay *layout, name string) bool {
+		for _, pt := range pts {
+			if jp, ok := lay.byOff[int(*pt.Address)]; ok && jp.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	lay := flatten(g)
+	check := func(prefix string, pts []profile.Point, lay *layout, jps []jsonPoint) {
+		for _, jp := range jps {
+			if jp.Mandatory != "M" || jp.Type == "pad" || jp.Type == "sunssf" || strings.EqualFold(jp.Access, "RW") {
+				continue
+			}
+			if elsewhere[jp.Name] != "" || elsewhere[prefix+jp.Name] != "" || covered(pts, lay, jp.Name) {
+				continue
+			}
+			t.Errorf("model %d: mandatory point %s%s is not in the profile", m.ID, prefix, jp.Name)
+		}
+	}
+	check(fmt.Sprintf("%d.", m.ID), m.Points, lay, g.Points)
+	for off, ga := range lay.groups {
+		var pts []profile.Point
+		for _, b := range m.Blocks {
+			if int(b.Start) == off {
+				pts = b.Points
+			}
+		}
+		check(fmt.Sprintf("%d.%s.", m.ID, ga.g.Name), pts, ga.lay, ga.g.Points)
 	}
 }
 
