@@ -51,6 +51,10 @@ type DeviceConfig struct {
 	Speed int `yaml:"speed,omitempty"`
 	// Rack shapes a SunSpec device (profile with a sunspec section).
 	Rack *RackShape `yaml:"rack,omitempty"`
+	// FillGaps maps holes of up to this many registers between points as
+	// zeros (devices that answer whole blocks); 0 answers "illegal data
+	// address" for every register no point maps.
+	FillGaps int `yaml:"fill_gaps,omitempty"`
 	// Counts fixes the instance count of count_from blocks, by block name.
 	Counts map[string]int `yaml:"counts,omitempty"`
 	// Values set starting values, by point name or glob, in order. On a
@@ -268,6 +272,9 @@ func (c *Config) validate(ps *profile.Problems, dir string) {
 			d.UnitID = 1
 		} else if d.UnitID > 247 {
 			add("unit_id", "%d: must be 1..247", d.UnitID)
+		}
+		if d.FillGaps < 0 || d.FillGaps > 125 {
+			add("fill_gaps", "%d: want 0..125", d.FillGaps)
 		}
 		if d.Speed < 0 {
 			add("speed", "must be positive")

@@ -31,7 +31,7 @@ devices:
       "string[2].module[3].cell[5].temperature.celsius": -7.4
       "string[1].module[2].cell[4].balancing": 1
       "bms.warning.over_temp": 1
-    unavailable: ["string[1].module[1].cell[1].temperature.celsius", battery.health.percent]
+    unavailable: ["string[1].module[1].cell[1].temperature.celsius", battery.health.percent, sunspec.802.V_SF]
     scripts:
       - {point: "*.cell[*].voltage.volts", kind: noise, sigma: 0.003, seed: 5}
   - id: ups
@@ -59,7 +59,7 @@ devices:
 			pts := po.Points()
 			out := make([]drivers.Reading, len(pts))
 			must(t, po.Poll(ctx, out))
-			checked := 0
+			checked, scaleFaults := 0, 0
 			d.mu.Lock()
 			defer d.mu.Unlock()
 			for i, r := range out {
@@ -70,6 +70,11 @@ devices:
 					continue
 				}
 				switch {
+				case p.sf != nil && p.sf.unavailable:
+					scaleFaults++
+					if r.Fault != drivers.FaultScale {
+						t.Errorf("%s: scale factor unavailable in the sim, driver read %v fault %q", name, r.Value, r.Fault)
+					}
 				case p.unavailable || p.parent != nil && p.parent.unavailable:
 					if r.Fault != drivers.FaultSentinel {
 						t.Errorf("%s: unavailable in the sim, driver read %v fault %q", name, r.Value, r.Fault)
@@ -97,6 +102,9 @@ devices:
 					}
 				}
 				checked++
+			}
+			if id == "rack" && scaleFaults < 3 {
+				t.Errorf("%d points scaled by an unavailable V_SF, want the bank voltages", scaleFaults)
 			}
 			if checked < 20 {
 				t.Fatalf("only %d points checked", checked)

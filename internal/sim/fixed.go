@@ -148,6 +148,37 @@ func rawZero(e *Encoding) float64 {
 	return e.Offset
 }
 
+// FillGaps maps the unused registers between two points of a space that
+// are at most n registers apart, reading as zero: devices that answer
+// whole blocks, undefined registers included (NUT reads the APC map in four
+// blocks), rather than "illegal data address" for each hole.
+func (d *Device) FillGaps(n int) error {
+	if n <= 0 {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var regs []*point
+	for _, p := range d.points {
+		if p.parent == nil && p.enc.Regs > 0 && (p.space == Holding || p.space == Input) {
+			regs = append(regs, p)
+		}
+	}
+	if err := checkOverlap(regs); err != nil {
+		return err
+	}
+	for i := 1; i < len(regs); i++ {
+		a, b := regs[i-1], regs[i]
+		end := int(a.addr) + a.enc.Regs
+		if a.space == b.space && int(b.addr) > end && int(b.addr)-end <= n {
+			if err := d.img.Write(a.space, uint16(end), make([]uint16, int(b.addr)-end)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func sortedBits(m map[int]string) []int {
 	out := make([]int, 0, len(m))
 	for b := range m {

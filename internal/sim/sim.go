@@ -159,7 +159,14 @@ func (s *Sim) buildDevice(dc *DeviceConfig, profiles Profiles) (*Device, error) 
 	if dc.Rack != nil {
 		return nil, fmt.Errorf("profile %s is not a SunSpec profile: rack does not apply", prof.ID)
 	}
-	return NewFixedDevice(dc.ID, dc.UnitID, prof, dc.Counts, log)
+	d, err := NewFixedDevice(dc.ID, dc.UnitID, prof, dc.Counts, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.FillGaps(dc.FillGaps); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // applyInitial sets a device's configured values, texts, unavailable points
