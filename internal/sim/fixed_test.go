@@ -206,3 +206,24 @@ func (m mapProfiles) Get(id string) (*profile.Profile, bool) {
 	p, ok := m[id]
 	return p, ok
 }
+
+func TestFillGaps(t *testing.T) {
+	s := startSim(t, `
+devices:
+  - {id: ups, profile: apc-smart-ups-modbus, listen: "tcp://127.0.0.1:0", fill_gaps: 8}
+`, builtinProfiles(t))
+	c := client(t, s.Addr("ups"), 1, time.Second)
+	// The status block and the dynamic block up to its last point read whole.
+	for _, blk := range [][2]uint16{{0, 27}, {128, 31}} {
+		if _, err := c.ReadRegisters(blk[0], blk[1], modbus.HOLDING_REGISTER); err != nil {
+			t.Errorf("block %d+%d: %v", blk[0], blk[1], err)
+		}
+	}
+	if r := readAll(t, c, 132, 1); r[0] != 0 {
+		t.Errorf("hole reads %d, want 0", r[0])
+	}
+	// Far from any point: still unmapped.
+	if _, err := c.ReadRegisters(300, 1, modbus.HOLDING_REGISTER); !errors.Is(err, modbus.ErrIllegalDataAddress) {
+		t.Errorf("register 300: %v", err)
+	}
+}
