@@ -144,8 +144,13 @@ blocks:
   - {name: e.volts, address: 7, type: u16, range: {min: 5, max: 1}}
   - {name: f.volts, address: 8, type: u16, access: w}
   - {name: a.volts, address: 9, type: u16}
+  - {name: g.volts, address: 10, type: s16, invalid: [-1, 0xFFFF, 0x10000, -32769], sign: invert}
+  - {name: h.volts, address: 11, type: u16, unit: V, sign: battery}
 `, []string{
 			"bad.yaml:12: points[4].sign: sign: battery needs the profile's current_sign",
+			"bad.yaml:17: points[9].invalid[2]: 65536 does not fit a s16 (-32768..65535)",
+			"bad.yaml:17: points[9].invalid[3]: -32769 does not fit a s16 (-32768..65535)",
+			"bad.yaml:18: points[10].sign: sign: battery needs the profile's current_sign",
 			`bad.yaml:8: points[0].name: "Battery.Volts" is not a vocabulary name (lower-case dot-separated segments, indices as [{var}] or [n])`,
 			`bad.yaml:9: points[1].unit: a .volts name needs unit V, not "A"`,
 			"bad.yaml:10: points[2].name: a point with unit V must end in .volts",
@@ -154,6 +159,7 @@ blocks:
 			"bad.yaml:14: points[6].range: min 5 must be below max 1",
 			`bad.yaml:15: points[7].access: "w" is not r or rw`,
 			`bad.yaml:16: points[8].name: "a.volts" is also the name of points[1].name`,
+			`bad.yaml:18: points[10].sign: sign: battery is for battery current (A) and power (W), not "V"`,
 		}},
 		{"blocks", head + `points:
   - {name: n.count, address: 0, type: u16}

@@ -432,6 +432,16 @@ func (v *validator) mbPoint(k string, s *mbScope, pt *Point) {
 	if len(pt.Invalid) > 0 && (t == "string" || t == "bool") {
 		v.add(k+".invalid", "not for %s points", t)
 	}
+	// Raw values: a w-bit register pattern may be written unsigned
+	// (0xFFFF) or signed (-1); anything wider can never match.
+	if w := TypeBits(t); w > 0 && w < 64 && t[0] != 'f' {
+		lo, hi := -(int64(1) << (w - 1)), int64(1)<<w-1
+		for i, x := range pt.Invalid {
+			if x < lo || x > hi {
+				v.add(fmt.Sprintf("%s.invalid[%d]", k, i), "%d does not fit a %s (%d..%d)", x, t, lo, hi)
+			}
+		}
+	}
 	if pt.Sign == "battery" && v.p.CurrentSign == "" {
 		v.add(k+".sign", "sign: battery needs the profile's current_sign")
 	}
@@ -532,6 +542,9 @@ func (v *validator) nameScope(prefix string, bound map[string]bool, points []Poi
 		if pt.Name != "" {
 			if v.name(k+".name", pt.Name, bound, index) {
 				v.unit(k, pt)
+				if pt.Sign == "battery" && pt.Unit != "A" && pt.Unit != "W" {
+					v.add(k+".sign", "sign: battery is for battery current (A) and power (W), not %q", pt.Unit)
+				}
 				v.unique(k+".name", ExpandName(pt.Name, vars), vars, seen)
 			}
 		} else if pt.Unit != "" {
