@@ -92,6 +92,7 @@ type RackShape struct {
 	CellCelsius float64 `yaml:"cell_celsius,omitempty"`
 	StringAmps  float64 `yaml:"string_amps,omitempty"`
 	Charge      float64 `yaml:"charge,omitempty"`
+	CapacityAh  float64 `yaml:"capacity_ah,omitempty"`
 }
 
 // PointValue is one entry of a device's values.

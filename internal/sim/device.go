@@ -261,7 +261,7 @@ func (d *Device) updateLocked(now time.Time) {
 		}
 	}
 	if d.rack != nil {
-		d.rack.tick()
+		d.rack.tick(now)
 		d.deriveLocked()
 		changed = d.points // aggregates may have moved anywhere
 	}

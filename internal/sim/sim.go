@@ -146,7 +146,7 @@ func (s *Sim) buildDevice(dc *DeviceConfig, profiles Profiles) (*Device, error) 
 			shape = &RackShape{Strings: 1, Modules: 1, Cells: 4}
 		}
 		o := RackOpts{Strings: shape.Strings, Modules: shape.Modules, Cells: shape.Cells, UnitID: dc.UnitID,
-			CellVolts: shape.CellVolts, CellCelsius: shape.CellCelsius, StringAmps: shape.StringAmps, Charge: shape.Charge,
+			CellVolts: shape.CellVolts, CellCelsius: shape.CellCelsius, StringAmps: shape.StringAmps, Charge: shape.Charge, CapacityAh: shape.CapacityAh,
 			Serial: strings.ToUpper(dc.ID)}
 		if len(prof.SunSpec.Bases) > 0 {
 			o.Base = prof.SunSpec.Bases[0]

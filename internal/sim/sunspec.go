@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"time"
 
 	"github.com/emberwatch/emberwatch/drivers/profile"
 )
@@ -22,6 +23,9 @@ type RackOpts struct {
 	// (defaults 3.65 V, 25 °C, 5 A discharging, 95 %). Cells get a small
 	// fixed spread around them so that max and min differ.
 	CellVolts, CellCelsius, StringAmps, Charge float64
+	// CapacityAh is each string's capacity (default 100 Ah): the bank's
+	// charge follows the current over time unless it is pinned.
+	CapacityAh float64
 	// ChargePositive encodes battery current and power with + = charge, as
 	// most SunSpec batteries do (default from the profile's current_sign,
 	// else true). Values given to the simulator are always + = discharge.
@@ -61,6 +65,7 @@ func (o *RackOpts) defaults() error {
 	def(&o.CellCelsius, 25)
 	def(&o.StringAmps, 5)
 	def(&o.Charge, 95)
+	def(&o.CapacityAh, 100)
 	defs := func(v *string, d string) {
 		if *v == "" {
 			*v = d
@@ -135,6 +140,7 @@ type rack struct {
 	hb      *point
 	bankSoC *point // 802 SoC, primary
 	bankSoH *point
+	last    time.Time // last tick, for charge counting
 	// 802 derived
 	v, vmax, vmin, a, w, chaSt, dod *point
 	cellV                           aggregate
@@ -273,7 +279,7 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 	dcSF, socSF, dodSF, sohSF := b.sf(55, "DisChaRte_SF", sfDisCha), b.sf(56, "SoC_SF", sfPct), b.sf(57, "DoD_SF", sfPct), b.sf(58, "SoH_SF", sfPct)
 	vSF, cvSF, aSF, amSF, wSF := b.sf(59, "V_SF", sfV), b.sf(60, "CellV_SF", sfCellV), b.sf(61, "A_SF", sfA), b.sf(62, "AMax_SF", sfAMax), b.sf(63, "W_SF", sfW)
 	nomV := o.CellVolts * float64(o.Modules*o.Cells)
-	ah := 100.0 * float64(o.Strings)
+	ah := o.CapacityAh * float64(o.Strings)
 	b.reg(2, "u16", "AHRtg", "battery.rating.capacity.ah", ahSF, ah)
 	b.reg(3, "u16", "WHRtg", "battery.rating.energy.wh", whSF, math.Round(ah*nomV/10)*10)
 	b.reg(4, "u16", "WChaRteMax", "battery.rating.charge_power.watts", wmSF, math.Round(nomV*50*float64(o.Strings)/10)*10)
@@ -649,11 +655,25 @@ func (s *stats) set(a aggregate) {
 	setD(a.avg, s.sum/float64(s.n))
 }
 
-// tick advances what changes by itself every tick: the heartbeat.
-func (r *rack) tick() {
+// tick advances what changes by itself with time: the heartbeat, and the
+// bank's charge, counted from the string currents (+ = discharge) against
+// the rated capacity unless the charge is pinned.
+func (r *rack) tick(now time.Time) {
 	if !r.hb.pinned {
 		r.hb.value = float64((int(r.hb.value) + 1) & 0xFFFF)
 	}
+	if !r.last.IsZero() && now.After(r.last) && !r.bankSoC.pinned {
+		amps := 0.0
+		for _, s := range r.strs {
+			if !s.a.unavailable {
+				amps += s.a.value
+			}
+		}
+		ah := r.opts.CapacityAh * float64(len(r.strs))
+		soc := r.bankSoC.value - amps*now.Sub(r.last).Hours()/ah*100
+		r.bankSoC.value = min(max(soc, 0), 100)
+	}
+	r.last = now
 }
 
 // derive recomputes every aggregate from the cells up, skipping

@@ -313,3 +313,27 @@ func TestConfigInCode(t *testing.T) {
 }
 
 func writeFile(name, text string) error { return os.WriteFile(name, []byte(text), 0o644) }
+
+// TestChargeCounting: the bank's charge follows the current.
+func TestChargeCounting(t *testing.T) {
+	d, err := NewSunSpecRack("r", RackOpts{Strings: 2, Modules: 1, Cells: 1, CapacityAh: 50, Charge: 80}, nil, nil)
+	must(t, err)
+	must(t, d.Set("string[*].current.amps", 25)) // 50 A out of a 100 Ah bank
+	t0 := newFakeClock().Now()
+	d.Update(t0)
+	d.Update(t0.Add(6 * time.Minute)) // 5 Ah = 5 %
+	if v, _, _ := d.Value("battery.charge.percent"); math.Abs(v-75) > 1e-9 {
+		t.Errorf("charge %v after 6 min at 50 A, want 75", v)
+	}
+	if v, _, _ := d.Value("string[2].charge.percent"); math.Abs(v-75) > 1e-9 {
+		t.Errorf("string charge %v", v)
+	}
+	if v, _, _ := d.Value("battery.charger.state"); v != 3 {
+		t.Errorf("charger state %v, want 3 (discharging)", v)
+	}
+	must(t, d.Set("battery.charge.percent", 60)) // pinned: no longer counted
+	d.Update(t0.Add(time.Hour))
+	if v, _, _ := d.Value("battery.charge.percent"); v != 60 {
+		t.Errorf("pinned charge moved to %v", v)
+	}
+}
