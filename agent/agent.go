@@ -155,6 +155,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		sampling.Go(func() { l.run(ctx, a.start) })
 	}
 	processing.Go(func() { a.heartbeats(ctx) })
+	if a.cfg.Traps != nil {
+		processing.Go(func() {
+			if err := a.runTraps(ctx); err != nil {
+				a.log.Error("traps off", "err", err)
+			}
+		})
+	}
 	a.log.Info("agent started", "site", a.cfg.Site, "agent", a.cfg.AgentID, "devices", len(a.devices), "links", len(a.links))
 	<-ctx.Done()
 	sampling.Wait()

@@ -14,18 +14,18 @@ import (
 
 // Config is agent.yaml (docs/config.md, contract section 2).
 type Config struct {
-	Site          string         `yaml:"site"`
-	AgentID       string         `yaml:"agent_id"`
-	NATS          NATSConfig     `yaml:"nats"`
-	BufferDir     string         `yaml:"buffer_dir"`
-	ProfilesDir   string         `yaml:"profiles_dir"`
-	Heartbeat     time.Duration  `yaml:"heartbeat"`
-	Devices       []DeviceConfig `yaml:"devices"`
-	Hooks         []HookConfig   `yaml:"hooks"`
-	DetectionFile string         `yaml:"detection_file"`
-	Traps         *TrapConfig    `yaml:"traps"`
-	BlackBox      time.Duration  `yaml:"black_box"`
-	MetricsListen string         `yaml:"metrics_listen"`
+	Site          string           `yaml:"site"`
+	AgentID       string           `yaml:"agent_id"`
+	NATS          NATSConfig       `yaml:"nats"`
+	BufferDir     string           `yaml:"buffer_dir"`
+	ProfilesDir   string           `yaml:"profiles_dir"`
+	Heartbeat     time.Duration    `yaml:"heartbeat"`
+	Devices       []DeviceConfig   `yaml:"devices"`
+	Hooks         []HookConfig     `yaml:"hooks"`
+	DetectionFile string           `yaml:"detection_file"`
+	Traps         *snmp.TrapConfig `yaml:"traps"`
+	BlackBox      time.Duration    `yaml:"black_box"`
+	MetricsListen string           `yaml:"metrics_listen"`
 
 	doc *confpos.Doc
 }
@@ -69,11 +69,6 @@ type HookConfig struct {
 	Secret  string        `yaml:"secret"`
 	Subject string        `yaml:"subject"`
 	Timeout time.Duration `yaml:"timeout"`
-}
-
-// TrapConfig enables the SNMP trap receiver.
-type TrapConfig struct {
-	Listen string `yaml:"listen"` // udp://0.0.0.0:162
 }
 
 // DefaultConfig holds the defaults applied before a file is decoded.

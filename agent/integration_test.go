@@ -29,7 +29,7 @@ type site struct {
 	log      *slog.Logger
 }
 
-func newSite(t *testing.T, simYAML string) *site {
+func newSite(t testing.TB, simYAML string) *site {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	profiles, err := LoadProfiles(log, "")
@@ -59,7 +59,7 @@ func newSite(t *testing.T, simYAML string) *site {
 }
 
 // agentYAML writes an agent config for the sim's devices.
-func (s *site) agentYAML(t *testing.T, period string, ids ...string) []byte {
+func (s *site) agentYAML(t testing.TB, period string, ids ...string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "site: test-site\nagent_id: gw-1\nheartbeat: 200ms\nnats: {servers: [%q]}\ndevices:\n", s.nc.ConnectedUrl())
 	for _, id := range ids {
@@ -70,7 +70,7 @@ func (s *site) agentYAML(t *testing.T, period string, ids ...string) []byte {
 	return []byte(b.String())
 }
 
-func (s *site) startAgent(t *testing.T, cfgYAML []byte) *Agent {
+func (s *site) startAgent(t testing.TB, cfgYAML []byte) *Agent {
 	t.Helper()
 	cfg, err := ParseConfig("agent.yaml", cfgYAML)
 	if err != nil {
