@@ -413,3 +413,29 @@ func BenchmarkSignWebhook(b *testing.B) {
 		SignWebhook([]byte("secret"), now, body)
 	}
 }
+
+func TestExecTemplateScript(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/jq"); err != nil {
+		t.Skip("jq not installed")
+	}
+	e := &Exec{Argv: []string{"../../deploy/hooks/exec-template.sh"}, Timeout: 5 * time.Second}
+	ev := testEvac(wire.PhaseEvacuate)
+	ev.DryRun = true
+	body, _ := json.Marshal(ev)
+	out := filepath.Join(t.TempDir(), "out")
+	// Run through a wrapper to capture its output.
+	w := writeScript(t, `../../deploy/hooks/exec-template.sh > "$1"`)
+	e.Argv = []string{w, out}
+	if err := e.Run(t.Context(), ev, body); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(out)
+	if !strings.Contains(string(b), "dry run: would run: echo evacuate: migrate work off host-a") {
+		t.Fatalf("template output %q", b)
+	}
+	ev.Phase = "bogus"
+	body, _ = json.Marshal(ev)
+	if err := (&Exec{Argv: []string{"../../deploy/hooks/exec-template.sh"}}).Run(t.Context(), ev, body); err == nil {
+		t.Fatal("unknown phase accepted")
+	}
+}
