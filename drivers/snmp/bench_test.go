@@ -23,7 +23,7 @@ func BenchmarkPollUPSMIB(b *testing.B) {
 		cfg  snmp.Config
 	}{{"v2c", v2c(s)}, {"v3", v3(s)}, {"v2c-one-oid-per-get", perField}} {
 		b.Run(tc.name, func(b *testing.B) {
-			p, err := snmp.NewPoller(tc.cfg, loadProfile(b, "ups-mib"), nil)
+			p, err := snmp.NewPollerContext(b.Context(), tc.cfg, loadProfile(b, "ups-mib"), nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -98,7 +98,7 @@ func BenchmarkPollSim(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer a.Close()
-	p, err := snmp.NewPoller(simConfig(a, "2c"), prof, nil)
+	p, err := snmp.NewPollerContext(b.Context(), simConfig(a, "2c"), prof, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func TestDecodeQuirks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	p, err := snmp.NewPoller(simConfig(a, "2c"), prof, nil)
+	p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), prof, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestDecodeQuirks(t *testing.T) {
 	a.SetSilent(true)
 	cfg := simConfig(a, "2c")
 	cfg.Timeout, cfg.Retries = 100*time.Millisecond, new(int)
-	p2, err := snmp.NewPoller(cfg, prof, nil)
+	p2, err := snmp.NewPollerContext(t.Context(), cfg, prof, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,13 +24,15 @@ const (
 	// recheckAbsent is how many rounds an absent object stays unasked
 	// before it is tried again (a card may gain a sensor after a restart).
 	recheckAbsent = 500
-	// discoverTimeout bounds the table discovery NewPoller does.
-	discoverTimeout = 30 * time.Second
 )
 
 // ErrAuth wraps SNMPv3 authentication failures (unknown user, wrong
 // passphrase, wrong privacy key).
 var ErrAuth = errors.New("snmp: authentication failed")
+
+// ErrLayoutChanged is returned by a Poll whose out was sized for another
+// point list (the tables were discovered since): size it from Points again.
+var ErrLayoutChanged = errors.New("snmp: point layout changed")
 
 // slot is one object instance asked in a round.
 type slot struct {
@@ -94,6 +96,12 @@ type Poller struct {
 	points []cpoint
 	pts    []*drivers.Point
 
+	// preparation (table discovery)
+	ready   bool
+	prepErr error
+	nextTry time.Time
+	backoff time.Duration
+
 	round    int
 	requests uint64
 	ask      []string // reused buffer of OIDs for one Get
@@ -101,18 +109,12 @@ type Poller struct {
 	connErr  error
 }
 
-// NewPoller compiles prof for the device and connects. When the profile
-// has table blocks it walks them once (bounded to 30 s) to fix the rows,
-// so Points() is final when it returns; a device that does not answer
-// then is an error naming it.
+// NewPoller compiles prof for the device and opens its socket; it does no
+// SNMP I/O, so an unreachable device does not stop the agent starting.
+// A profile with table blocks needs its rows discovered: until Prepare (or
+// the first Poll) succeeds, Points is empty; a profile of scalars only is
+// ready at once.
 func NewPoller(cfg Config, prof *profile.Profile, log *slog.Logger) (*Poller, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), discoverTimeout)
-	defer cancel()
-	return NewPollerContext(ctx, cfg, prof, log)
-}
-
-// NewPollerContext is NewPoller with a context bounding table discovery.
-func NewPollerContext(ctx context.Context, cfg Config, prof *profile.Profile, log *slog.Logger) (*Poller, error) {
 	if prof == nil {
 		return nil, fmt.Errorf("snmp device %s: no profile", cfg.name())
 	}
@@ -147,17 +149,64 @@ func NewPollerContext(ctx context.Context, cfg Config, prof *profile.Profile, lo
 		g.Conn.Close()
 		return nil, err
 	}
-	if err := p.discoverTables(ctx); err != nil {
-		g.Conn.Close()
+	p.ask = make([]string, 0, p.maxOIDs)
+	p.askSlot = make([]int, 0, p.maxOIDs)
+	if len(prof.Blocks) == 0 {
+		p.finish()
+	}
+	return p, nil
+}
+
+// NewPollerContext is NewPoller followed by Prepare: Points is final when
+// it returns, and a device that does not answer is an error naming it.
+func NewPollerContext(ctx context.Context, cfg Config, prof *profile.Profile, log *slog.Logger) (*Poller, error) {
+	p, err := NewPoller(cfg, prof, log)
+	if err != nil {
 		return nil, err
 	}
+	if err := p.Prepare(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// finish freezes the point list.
+func (p *Poller) finish() {
 	p.pts = make([]*drivers.Point, len(p.points))
 	for i := range p.points {
 		p.pts[i] = p.points[i].pt
 	}
-	p.ask = make([]string, 0, p.maxOIDs)
-	p.askSlot = make([]int, 0, p.maxOIDs)
-	return p, nil
+	p.ready = true
+}
+
+// Prepare walks the profile's tables once to fix their rows, so that
+// Points is known before the first round. It does nothing once done; after
+// a failure it returns the last error at once until a backoff (1 s doubling
+// to 60 s) has passed, so calling it every round is cheap.
+func (p *Poller) Prepare(ctx context.Context) error {
+	if p.ready {
+		return nil
+	}
+	if p.prepErr != nil && time.Now().Before(p.nextTry) {
+		return p.prepErr
+	}
+	p.g.Context = ctx
+	nSlots, nPoints := len(p.slots), len(p.points)
+	if err := p.discoverTables(ctx); err != nil {
+		// Roll back what the failed discovery added.
+		for _, sl := range p.slots[nSlots:] {
+			delete(p.byOID, sl.oid)
+		}
+		p.slots, p.points, p.tables = p.slots[:nSlots], p.points[:nPoints], p.tables[:0]
+		p.backoff = min(max(2*p.backoff, time.Second), time.Minute)
+		p.prepErr, p.nextTry = err, time.Now().Add(p.backoff)
+		return err
+	}
+	p.prepErr, p.backoff = nil, 0
+	p.finish()
+	p.log.Info("snmp tables discovered", "points", len(p.pts))
+	return nil
 }
 
 // normOID gives an OID the leading dot gosnmp uses in answers.
@@ -412,8 +461,16 @@ func (p *Poller) store(si int, v gosnmp.SnmpPDU) {
 // Poll reads every point once. It returns an error only when no request
 // of the round was answered (device down, wrong credentials, ctx done).
 func (p *Poller) Poll(ctx context.Context, out []Reading) error {
+	if !p.ready {
+		if err := p.Prepare(ctx); err != nil {
+			f, _ := p.classify(err)
+			markAll(out, f, "tables not discovered", time.Now())
+			return err
+		}
+	}
 	if len(out) != len(p.points) {
-		return fmt.Errorf("snmp device %s: Poll: len(out) = %d, want %d", p.cfg.name(), len(out), len(p.points))
+		markAll(out, drivers.FaultComms, "layout changed", time.Now())
+		return fmt.Errorf("snmp device %s: %d readings for %d points: %w", p.cfg.name(), len(out), len(p.points), ErrLayoutChanged)
 	}
 	p.round++
 	p.g.Context = ctx
@@ -501,6 +558,15 @@ func (p *Poller) Poll(ctx context.Context, out []Reading) error {
 		p.decode(&p.points[i], &out[i], now)
 	}
 	return nil
+}
+
+// markAll marks every reading of a failed round (their points may be
+// unknown yet).
+func markAll(out []Reading, f drivers.Fault, detail string, at time.Time) {
+	for i := range out {
+		out[i].Value, out[i].Text = 0, ""
+		out[i].Fault, out[i].Detail, out[i].At = f, detail, at
+	}
 }
 
 // Reading is drivers.Reading (an alias keeps signatures short here).

@@ -1,6 +1,7 @@
 package snmp_test
 
 import (
+	"errors"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -45,7 +46,7 @@ func TestReplayRecordings(t *testing.T) {
 		for _, id := range []string{"ups-mib", "eaton-xups", "apc-powernet", "liebert-gp"} {
 			t.Run(filepath.Base(f)+"/"+id, func(t *testing.T) {
 				a := serveRecording(t, filepath.Base(f))
-				p, err := snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, id), nil)
+				p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, id), nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -69,7 +70,7 @@ func TestReplayRecordings(t *testing.T) {
 func TestReplayQuirks(t *testing.T) {
 	t.Run("huawei -1 sentinels", func(t *testing.T) {
 		a := serveRecording(t, "huawei-gse200m.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +82,7 @@ func TestReplayQuirks(t *testing.T) {
 	})
 	t.Run("eaton 93e three MIBs", func(t *testing.T) {
 		a := serveRecording(t, "eaton-93e-80.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +92,7 @@ func TestReplayQuirks(t *testing.T) {
 		wantValue(t, m, "battery.runtime.seconds", 1092*60)
 		wantValue(t, m, "ups.output[3].voltage.volts", 220)
 		// XUPS: 65535 runtime in both XUPS and the MGE fallback.
-		p, err = snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, "eaton-xups"), nil)
+		p, err = snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, "eaton-xups"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +121,7 @@ func TestReplayQuirks(t *testing.T) {
 	})
 	t.Run("santak timeticks for integers", func(t *testing.T) {
 		a := serveRecording(t, "ingrasys-power-switch.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +135,7 @@ func TestReplayQuirks(t *testing.T) {
 	})
 	t.Run("emerson without UPS-MIB", func(t *testing.T) {
 		a := serveRecording(t, "emerson-network-power.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +151,7 @@ func TestReplayQuirks(t *testing.T) {
 	})
 	t.Run("v1 noSuchName", func(t *testing.T) {
 		a := serveRecording(t, "eastpower-istars-swv053.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "1"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "1"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +166,7 @@ func TestReplayQuirks(t *testing.T) {
 	})
 	t.Run("v1 noSuchName drops objects", func(t *testing.T) {
 		a := serveRecording(t, "emerson-network-power.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "1"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "1"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +179,7 @@ func TestReplayQuirks(t *testing.T) {
 	})
 	t.Run("liebert cooling unit is not a UPS", func(t *testing.T) {
 		a := serveRecording(t, "vertiv-power.snmprec")
-		p, err := snmp.NewPoller(simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
+		p, err := snmp.NewPollerContext(t.Context(), simConfig(a, "2c"), loadProfile(t, "ups-mib"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,4 +192,46 @@ func TestReplayQuirks(t *testing.T) {
 			t.Errorf("liebert-gp matches the PEX cooling unit %+v", id)
 		}
 	})
+}
+
+// TestLazyDiscovery: a UPS that is down when the agent starts is polled
+// once it answers; the round that discovers the tables reports the layout
+// change and the next one reads everything.
+func TestLazyDiscovery(t *testing.T) {
+	a := serveRecording(t, "eaton-93e-80.snmprec")
+	a.SetSilent(true)
+	cfg := simConfig(a, "2c")
+	cfg.Timeout, cfg.Retries = 50*time.Millisecond, new(int)
+	p, err := snmp.NewPoller(cfg, loadProfile(t, "ups-mib"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if len(p.Points()) != 0 {
+		t.Fatal("points before discovery")
+	}
+	if err := p.Prepare(t.Context()); err == nil {
+		t.Fatal("Prepare succeeded against a silent agent")
+	}
+	// Backoff: a second Prepare right away does not touch the network.
+	before := p.Requests()
+	p.Prepare(t.Context())
+	if p.Requests() != before {
+		t.Error("Prepare retried inside its backoff")
+	}
+	a.SetSilent(false)
+	time.Sleep(1100 * time.Millisecond)
+	var out []drivers.Reading
+	if err := p.Poll(t.Context(), out); !errors.Is(err, snmp.ErrLayoutChanged) {
+		t.Fatalf("first answered Poll: %v, want ErrLayoutChanged", err)
+	}
+	out = make([]drivers.Reading, len(p.Points()))
+	if err := p.Poll(t.Context(), out); err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]drivers.Reading{}
+	for _, r := range out {
+		m[r.Point.Name] = r
+	}
+	wantValue(t, m, "ups.output[3].voltage.volts", 220)
 }

@@ -81,7 +81,7 @@ func TestUPSMIBAgainstSNMPD(t *testing.T) {
 	}{{"v2c", v2c(s)}, {"v3-authPriv-" + s.AuthProto, v3(s)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s.SetState(map[string]any{})
-			p, err := snmp.NewPoller(tc.cfg, prof, slog.New(slog.DiscardHandler))
+			p, err := snmp.NewPollerContext(t.Context(), tc.cfg, prof, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -152,19 +152,22 @@ func TestWrongV3PasswordNamesDevice(t *testing.T) {
 	cfg.Name = "ups-b7"
 	cfg.V3.AuthPassphrase = "not-the-password"
 	prof := loadProfile(t, "ups-mib")
+	// NewPoller does no I/O: the agent starts even with a wrong password.
 	p, err := snmp.NewPoller(cfg, prof, nil)
 	if err != nil {
-		// Discovery of the tables already fails: the error must say why.
-		if !errors.Is(err, snmp.ErrAuth) || !strings.Contains(err.Error(), "ups-b7") {
-			t.Fatalf("NewPoller error = %v, want ErrAuth naming ups-b7", err)
-		}
-		return
+		t.Fatal(err)
 	}
 	defer p.Close()
-	out := make([]drivers.Reading, len(p.Points()))
-	err = p.Poll(t.Context(), out)
-	if !errors.Is(err, snmp.ErrAuth) || !strings.Contains(err.Error(), "ups-b7") {
-		t.Fatalf("Poll error = %v, want ErrAuth naming ups-b7", err)
+	err = p.Poll(t.Context(), nil)
+	if !errors.Is(err, snmp.ErrAuth) || !strings.Contains(err.Error(), "ups-b7") || !strings.Contains(err.Error(), `"upsadmin"`) {
+		t.Fatalf("Poll error = %v, want ErrAuth naming ups-b7 and its user", err)
+	}
+	if len(p.Points()) != 0 {
+		t.Error("points known before the tables were discovered")
+	}
+	// The same through NewPollerContext (emberctl probe).
+	if _, err := snmp.NewPollerContext(t.Context(), cfg, prof, nil); !errors.Is(err, snmp.ErrAuth) {
+		t.Fatalf("NewPollerContext error = %v, want ErrAuth", err)
 	}
 }
 
@@ -179,7 +182,7 @@ func TestTimeoutIsFault(t *testing.T) {
 	prof := loadProfile(t, "ups-mib")
 	prof.Blocks = nil // no discovery walk
 	cfg := snmp.Config{Target: "udp://127.0.0.1:" + strconv.Itoa(port), Timeout: 100 * time.Millisecond, Retries: new(int), Name: "dead-ups"}
-	p, err := snmp.NewPoller(cfg, prof, nil)
+	p, err := snmp.NewPollerContext(t.Context(), cfg, prof, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

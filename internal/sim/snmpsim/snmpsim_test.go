@@ -27,7 +27,7 @@ func load(t *testing.T, id string) *profile.Profile {
 func poll(t *testing.T, a *snmpsim.Agent, prof *profile.Profile) map[string]drivers.Reading {
 	t.Helper()
 	cfg := snmp.Config{Target: "udp://127.0.0.1:" + strconv.Itoa(a.Addr().Port), Version: "2c", Timeout: time.Second}
-	p, err := snmp.NewPoller(cfg, prof, nil)
+	p, err := snmp.NewPollerContext(t.Context(), cfg, prof, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
