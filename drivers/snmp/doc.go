@@ -6,9 +6,11 @@
 // NewPoller compiles a profile for one device. Scalars are packed into Get
 // requests of up to max_oids varbinds (default 60): the ups-mib profile's
 // 32 fields take one Get plus one GetBulk per populated table. Table blocks
-// are walked with GetBulk, all their columns in lockstep; NewPoller walks
-// them once to fix the rows (so Points is final), then each round walks
-// them again. Rows are picked by their index (or one component of it,
+// are walked with GetBulk, all their columns in lockstep. NewPoller does no
+// SNMP I/O (an agent starts even when a UPS is down); Prepare, or the first
+// Poll, walks the tables once to fix the rows, after which Points is final
+// (empty before) and each round walks them again. NewPollerContext does
+// both at once. Rows are picked by their index (or one component of it,
 // index_part), by the value of an index column (APC local indices), by the
 // value of a select column (Liebert well-known measurement points), and
 // nested table blocks link child rows to their parent row through a
