@@ -22,7 +22,8 @@
 //     currents, bank charge and health are the primary values; every
 //     aggregate (module/string/bank voltage, max/min/avg and where, module
 //     temperatures, balancing counts, charge state) is derived from them each
-//     tick unless Set or a script pins it. The layout is written from the
+//     tick unless Set or a script pins it. The bank's charge is counted
+//     from the string currents against the rated capacity. The layout is written from the
 //     SunSpec model definitions; the sunspec profile's names are added as
 //     aliases, so the profile's vocabulary works in Set and scripts.
 //

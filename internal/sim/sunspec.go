@@ -214,12 +214,14 @@ func (b *builder) derived(ps ...*point) {
 	}
 }
 
-func (b *builder) agg(maxOff, maxAtOff, minOff, minAtOff, avgOff uint16, typ, sun, name, unit string, sf *point) aggregate {
+// agg adds a max/where/min/where/avg group; at is the SunSpec suffix of
+// the "where" points (Str, Mod, Cell).
+func (b *builder) agg(maxOff, maxAtOff, minOff, minAtOff, avgOff uint16, typ, sun, at, name, unit string, sf *point) aggregate {
 	a := aggregate{
 		max:   b.reg(maxOff, typ, sun+"Max", nameOr(name, "max", unit), sf, 0),
-		maxAt: b.reg(maxAtOff, "u16", sun+"MaxAt", "", nil, 1),
+		maxAt: b.reg(maxAtOff, "u16", sun+"Max"+at, "", nil, 1),
 		min:   b.reg(minOff, typ, sun+"Min", nameOr(name, "min", unit), sf, 0),
-		minAt: b.reg(minAtOff, "u16", sun+"MinAt", "", nil, 1),
+		minAt: b.reg(minAtOff, "u16", sun+"Min"+at, "", nil, 1),
 		avg:   b.reg(avgOff, typ, sun+"Avg", nameOr(name, "avg", unit), sf, 0),
 	}
 	b.derived(a.all()...)
@@ -335,11 +337,11 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 	b.reg(3, "u16", "NStrCon", "bms.strings.connected.count", nil, float64(o.Strings))
 	cvSF, mtSF, aSF := b.sf(22, "CellV_SF", sfCellV), b.sf(23, "ModTmp_SF", sfTmp), b.sf(24, "A_SF", sfA)
 	sohSF, socSF, vSF = b.sf(25, "SoH_SF", sfPct), b.sf(26, "SoC_SF", sfPct), b.sf(27, "V_SF", sfV)
-	r.modT = b.agg(4, 5, 7, 8, 10, "s16", "ModTmp", "bms.module.temperature", "celsius", mtSF)
+	r.modT = b.agg(4, 5, 7, 8, 10, "s16", "ModTmp", "Str", "bms.module.temperature", "celsius", mtSF)
 	r.modT.maxAt.name, r.modT.minAt.name = "bms.module.temperature.max.string", "bms.module.temperature.min.string"
 	r.modTMod = [2]*point{b.reg(6, "u16", "ModTmpMaxMod", "bms.module.temperature.max.module", nil, 1), b.reg(9, "u16", "ModTmpMinMod", "bms.module.temperature.min.module", nil, 1)}
 	b.derived(r.modTMod[0], r.modTMod[1])
-	r.strV = b.agg(11, 12, 13, 14, 15, "u16", "StrV", "bms.string.voltage", "volts", vSF)
+	r.strV = b.agg(11, 12, 13, 14, 15, "u16", "StrV", "Str", "bms.string.voltage", "volts", vSF)
 	r.strV.maxAt.name, r.strV.minAt.name = "bms.string.voltage.max.string", "bms.string.voltage.min.string"
 	r.strA = aggregate{
 		max: b.signed(16, "StrAMax", "", aSF, 0), maxAt: b.reg(17, "u16", "StrAMaxStr", "", nil, 1),
@@ -408,8 +410,8 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 		s.soh804 = b.reg(12, "u16", "SoH", "", sohSF, 98)
 		s.a804 = b.signed(13, "A", "", aSF, 0)
 		s.v = b.reg(14, "u16", "V", sn+".voltage.volts", vSF, 0)
-		s.cellV = b.agg(15, 16, 17, 18, 19, "u16", "CellV", "", "", cvSF)
-		s.modT = b.agg(20, 21, 22, 23, 24, "s16", "ModTmp", "", "", mtSF)
+		s.cellV = b.agg(15, 16, 17, 18, 19, "u16", "CellV", "Mod", "", "", cvSF)
+		s.modT = b.agg(20, 21, 22, 23, 24, "s16", "ModTmp", "Mod", "", "", mtSF)
 		b.static(25, 0)
 		b.reg(26, "bitfield32", "ConSt", "", nil, 3)
 		b.reg(28, "bitfield32", "Evt1", "", nil, 0)
@@ -461,8 +463,8 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 			m.soh = b.reg(7, "u16", "SoH", "", sohSF, 98)
 			b.reg(8, "u32", "NCyc", mn+".cycles.count", nil, 120)
 			m.v = b.reg(10, "u16", "V", mn+".voltage.volts", vSF, 0)
-			m.cellV = b.agg(11, 12, 13, 14, 15, "u16", "CellV", "", "", cvSF)
-			m.cellT = b.agg(16, 17, 18, 19, 20, "s16", "CellTmp", "", "", tSF)
+			m.cellV = b.agg(11, 12, 13, 14, 15, "u16", "CellV", "Cell", "", "", cvSF)
+			m.cellT = b.agg(16, 17, 18, 19, 20, "s16", "CellTmp", "Cell", "", "", tSF)
 			m.nbal = b.reg(21, "u16", "NCellBal", mn+".cells.balancing.count", nil, 0)
 			b.str(22, 16, "SN", mn+".serial", fmt.Sprintf("%s-S%02dM%02d", o.Serial, si, mj))
 			b.derived(m.soc, m.dod, m.soh, m.v, m.nbal)

@@ -228,6 +228,7 @@ func TestSunSpecProfileNames(t *testing.T) {
 		"battery.charge.percent", "string[1].current.amps", "string[1].module[2].cell[3].balancing",
 		"string[1].module[2].cell[3].temperature.celsius", "string[1].module[2].voltage.volts",
 		"bms.cells.balancing.count", "string[1].contactor.closed",
+		"sunspec.802.V_SF", "sunspec.805.s1.m2.CellVMaxCell", "sunspec.804.s1.ModTmpMinMod", "bms.module.temperature.max.string",
 	} {
 		if _, _, ok := d.Value(name); !ok {
 			t.Errorf("point %s missing", name)
