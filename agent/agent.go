@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	"github.com/emberwatch/emberwatch/internal/wire"
@@ -52,8 +54,11 @@ type Options struct {
 	// OnRound observes each processed round (demo output). It runs on the
 	// device's processor goroutine and must not keep r.
 	OnRound func(device string, at time.Time, points []*drivers.Point, readings []drivers.Reading, err error)
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Conn, when set, lets the agent hear operators' acks of its latched
+	// alerts (the collector republishes an alert with its ack).
+	Conn *nats.Conn
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 // Agent samples, detects and publishes.
@@ -162,6 +167,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		})
 	}
+	if a.opts.Conn != nil {
+		sub, err := a.opts.Conn.Subscribe(wire.AlertSubject(a.cfg.Site, a.cfg.AgentID, "*"), a.onAlertMsg)
+		if err != nil {
+			return fmt.Errorf("subscribe to acks: %w", err)
+		}
+		defer sub.Unsubscribe()
+	}
 	a.log.Info("agent started", "site", a.cfg.Site, "agent", a.cfg.AgentID, "devices", len(a.devices), "links", len(a.links))
 	<-ctx.Done()
 	sampling.Wait()
@@ -181,25 +193,71 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) process(ctx context.Context, d *device) {
 	var idBuf []byte
 	emit := func(al wire.Alert) { a.publishAlert(ctx, d, al) }
-	for r := range d.out {
-		d.noteRound(r)
-		d.prepareProcessor(r.lay, a.opts.NewDetector)
-		if d.det != nil {
-			d.det.Step(r.at, r.readings, r.err, emit)
-			a.setBurst(d, d.det.Stage() >= wire.StageWatch)
+	for {
+		select {
+		case al := <-d.acks:
+			a.applyAck(d, al)
+			continue
+		case r, ok := <-d.out:
+			if !ok {
+				return
+			}
+			a.processRound(ctx, d, r, emit, &idBuf)
 		}
-		// A dead round is published too: its fault fields tell the
-		// collector the device is down, with the sample's time.
-		lines := d.enc.encode(r)
-		idBuf = telemetryMsgID(idBuf, a.cfg.AgentID, d.id, r.at)
-		if err := a.pub.Publish(ctx, wire.TelemetrySubject(a.cfg.Site, a.cfg.AgentID, d.id), string(idBuf), lines); err != nil {
-			a.log.Warn("telemetry not published", "device", d.id, "err", err)
-		}
-		if a.opts.OnRound != nil {
-			a.opts.OnRound(d.id, r.at, r.lay.points, r.readings, r.err)
-		}
-		d.free <- r
 	}
+}
+
+func (a *Agent) processRound(ctx context.Context, d *device, r *round, emit func(wire.Alert), idBuf *[]byte) {
+	d.noteRound(r)
+	d.prepareProcessor(r.lay, a.opts.NewDetector)
+	if d.det != nil {
+		d.det.Step(r.at, r.readings, r.err, emit)
+		a.setBurst(d, d.det.Stage() >= wire.StageWatch)
+	}
+	// A dead round is published too: its fault fields tell the
+	// collector the device is down, with the sample's time.
+	lines := d.enc.encode(r)
+	*idBuf = telemetryMsgID(*idBuf, a.cfg.AgentID, d.id, r.at)
+	if err := a.pub.Publish(ctx, wire.TelemetrySubject(a.cfg.Site, a.cfg.AgentID, d.id), string(*idBuf), lines); err != nil {
+		a.log.Warn("telemetry not published", "device", d.id, "err", err)
+	}
+	if a.opts.OnRound != nil {
+		a.opts.OnRound(d.id, r.at, r.lay.points, r.readings, r.err)
+	}
+	d.free <- r
+}
+
+// onAlertMsg routes acks published for this agent's alerts to the
+// device's processor.
+func (a *Agent) onAlertMsg(m *nats.Msg) {
+	var al wire.Alert
+	if err := json.Unmarshal(m.Data, &al); err != nil || al.Ack == nil || al.Agent != a.cfg.AgentID {
+		return
+	}
+	if d := a.deviceByID(al.Device); d != nil {
+		select {
+		case d.acks <- al:
+		default:
+			a.log.Warn("ack dropped: queue full", "device", al.Device)
+		}
+	}
+}
+
+// applyAck releases a latched condition an operator acknowledged (the
+// collector republishes the alert with its ack). Runs on the device's
+// processor goroutine, which owns the detector.
+func (a *Agent) applyAck(d *device, al wire.Alert) {
+	acker, ok := d.det.(interface {
+		Ack(component, category string, ack wire.Ack) error
+	})
+	if !ok || al.Ack == nil {
+		return
+	}
+	if err := acker.Ack(al.Component, al.Category, *al.Ack); err != nil {
+		a.log.Info("ack not applied", "device", d.id, "component", al.Component, "category", al.Category, "err", err)
+		return
+	}
+	a.log.Info("latched condition acknowledged", "device", d.id, "component", al.Component, "category", al.Category, "by", al.Ack.By)
 }
 
 // PollNow asks for an immediate out-of-turn round of a device (a trap said

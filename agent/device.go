@@ -47,8 +47,9 @@ type device struct {
 	burst   atomic.Int64 // burst period in ns; 0 = normal period
 	pollNow atomic.Bool  // poll out of turn (a trap arrived)
 
-	free chan *round // rounds ready to be filled
-	out  chan *round // rounds waiting for the processor
+	acks chan wire.Alert // operator acks for the detector
+	free chan *round     // rounds ready to be filled
+	out  chan *round     // rounds waiting for the processor
 
 	// Owned by the processor goroutine.
 	encLay *layout
@@ -70,7 +71,7 @@ type device struct {
 func newDevice(cfg *DeviceConfig, prof *profile.Profile, p drivers.Poller, link string, tags []wire.Tag) *device {
 	d := &device{id: cfg.ID, cfg: cfg, prof: prof, poller: p, link: link, tags: tags,
 		free: make(chan *round, queueDepth), out: make(chan *round, queueDepth),
-		health: wire.HealthDown}
+		acks: make(chan wire.Alert, 16), health: wire.HealthDown}
 	d.lay = &layout{points: p.Points()}
 	for range queueDepth {
 		d.free <- &round{}

@@ -55,7 +55,7 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	defer ds.Close()
 	a, err := New(Options{
 		Config: cfg, Profiles: profiles, Pollers: ds, Publisher: NewNATSPublisher(nc),
-		NewDetector: DefaultDetector(ov), Log: log,
+		NewDetector: DefaultDetector(ov), Conn: nc, Log: log,
 	})
 	if err != nil {
 		return err
