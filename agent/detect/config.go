@@ -24,6 +24,17 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// UnmarshalYAML parses a scalar duration, reporting its line on error.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 30s or 2m", n.Line)}}
+	}
+	if err := d.UnmarshalText([]byte(n.Value)); err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	return nil
+}
+
 // MarshalText prints Go duration syntax.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
@@ -208,12 +219,25 @@ func DefaultConfig(chemistry string) Config {
 	return c
 }
 
+// keyErr is a validation problem with the key it is about.
+type keyErr struct{ key, msg string }
+
+func (e keyErr) Error() string { return e.key + ": " + e.msg }
+
 // Validate reports every value that cannot work, one per line, as
 // "key: what is wrong".
 func (c *Config) Validate() error {
 	var errs []error
+	for _, e := range c.problems() {
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) problems() []keyErr {
+	var errs []keyErr
 	bad := func(key, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, a...)))
+		errs = append(errs, keyErr{key, fmt.Sprintf(format, a...)})
 	}
 	pos := func(key string, v float64) {
 		if !(v > 0) {
@@ -276,7 +300,7 @@ func (c *Config) Validate() error {
 	if time.Duration(g.BaselineWindow) < time.Minute {
 		bad("gas.baseline_window", "must be at least 1m, got %s", time.Duration(g.BaselineWindow))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // Overrides holds per-site, per-chemistry and per-profile overrides of the
@@ -391,32 +415,99 @@ func (o *Overrides) Config(chemistry, profile string) (Config, error) {
 			}
 		}
 	}
-	if err := c.Validate(); err != nil {
-		file := "config"
-		if o != nil {
-			file = o.file
-		}
-		return c, fmt.Errorf("%s: detection config for chemistry %q profile %q: %w", file, chemistry, profile, err)
+	probs := c.problems()
+	if len(probs) == 0 {
+		return c, nil
 	}
-	return c, nil
+	var errs []error
+	for _, p := range probs {
+		if o == nil {
+			errs = append(errs, fmt.Errorf("defaults for chemistry %q: %w", chemistry, p))
+			continue
+		}
+		// Blame the most specific layer that sets the key.
+		file, line, path := o.file, 0, ""
+		ls := o.layers(chemistry, profile)
+		for i := len(ls) - 1; i >= 0 && line == 0; i-- {
+			if n := findKey(ls[i].node, strings.Split(p.key, ".")); n != nil {
+				line, path = n.Line, ls[i].path+"."
+			}
+		}
+		if line > 0 {
+			errs = append(errs, fmt.Errorf("%s:%d: %s%s: %s", file, line, path, p.key, p.msg))
+		} else {
+			errs = append(errs, fmt.Errorf("%s: %s (chemistry %q, profile %q)", file, p, chemistry, profile))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// findKey returns the key node of a dotted path in a mapping, or nil.
+func findKey(n *yaml.Node, path []string) *yaml.Node {
+	for depth, k := range path {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				if depth == len(path)-1 {
+					return n.Content[i]
+				}
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return nil
 }
 
 // apply decodes one layer over c. Node.Decode drops KnownFields (go-yaml
 // issue 460), so unknown keys were checked by checkKeys at load.
 func (o *Overrides) apply(c *Config, n *yaml.Node, path string) error {
-	// Lists replace rather than merge: clear the ones this layer sets.
-	if err := n.Decode(c); err != nil {
-		return fmt.Errorf("%s:%d: %s: %v", o.file, n.Line, path, yamlMsg(err))
+	err := n.Decode(c)
+	if err == nil {
+		return nil
 	}
-	return nil
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%s:%d: %s: %v", o.file, n.Line, path, err)
+	}
+	var errs []error
+	for _, msg := range te.Errors {
+		// yaml.v3 says "line N: cannot unmarshal ..."; name the key instead.
+		var line int
+		if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
+			_, rest, _ := strings.Cut(msg, ": ")
+			key := keyAtLine(n, line, path)
+			errs = append(errs, fmt.Errorf("%s:%d: %s: %s", o.file, line, key, rest))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", o.file, n.Line, path, msg))
+	}
+	return errors.Join(errs...)
 }
 
-func yamlMsg(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		return strings.Join(te.Errors, "; ")
+// keyAtLine returns the dotted path of the key on a line of a mapping.
+func keyAtLine(n *yaml.Node, line int, prefix string) string {
+	if n.Kind != yaml.MappingNode {
+		return prefix
 	}
-	return err.Error()
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Line == line && v.Kind == yaml.ScalarNode {
+			return prefix + "." + k.Value
+		}
+		if v.Kind == yaml.MappingNode {
+			if p := keyAtLine(v, line, prefix+"."+k.Value); p != prefix+"."+k.Value {
+				return p
+			}
+			if k.Line == line {
+				return prefix + "." + k.Value
+			}
+		}
+	}
+	return prefix
 }
 
 // checkKeys reports mapping keys with no matching yaml tag in t, with their
