@@ -83,23 +83,46 @@ func (o *RackOpts) defaults() error {
 	return nil
 }
 
-// Scale factors: chosen so that every value has good resolution and fits
-// its register (a 64-cell string of 4.2 V cells is 269 V = 2690 at V_SF -1;
-// cells in mV; temperatures and currents in tenths; power in tens of W).
+// Fixed scale factors: cells in mV, temperatures, currents and
+// percentages in tenths.
 const (
 	sfCellV  = -3
-	sfV      = -1
-	sfModV   = -2
 	sfTmp    = -1
 	sfA      = -1
 	sfPct    = -1
-	sfW      = 1
-	sfWH     = 1
-	sfAH     = 0
-	sfWMax   = 1
 	sfAMax   = -1
 	sfDisCha = -1
 )
+
+// rackSFs are the scale factors that depend on the rack's size, chosen as
+// the finest that still fits the largest plausible value (cells up to
+// 4.5 V, currents up to 200 A a string, ratings plus 20 %).
+type rackSFs struct{ modV, strV, w, wh, wMax, ah int }
+
+func sizeSFs(o *RackOpts) rackSFs {
+	modV := float64(o.Cells) * 4.5
+	strV := modV * float64(o.Modules)
+	nomV := o.CellVolts * float64(o.Modules*o.Cells)
+	ah := o.CapacityAh * float64(o.Strings)
+	return rackSFs{
+		modV: fitSF(modV, math.MaxUint16, -2),
+		strV: fitSF(strV, math.MaxUint16, -1),
+		w:    fitSF(strV*200*float64(o.Strings), math.MaxInt16, 0),
+		wh:   fitSF(1.2*ah*nomV, math.MaxUint16, 0),
+		wMax: fitSF(1.2*100*nomV*float64(o.Strings), math.MaxUint16, 0),
+		ah:   fitSF(1.2*ah, math.MaxUint16, 0),
+	}
+}
+
+// fitSF returns the smallest exponent from finest up at which v fits
+// under limit.
+func fitSF(v, limit float64, finest int) int {
+	e := finest
+	for e < 10 && v/math.Pow10(e) > limit {
+		e++
+	}
+	return e
+}
 
 // aggregate holds the points of one max/min/avg summary with the index of
 // the max and min member.
@@ -277,9 +300,10 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 	// Model 802: battery base.
 	b.base, b.pfx = uint16(addr), "sunspec.802."
 	b.static(0, 802, 62)
-	ahSF, whSF, wmSF := b.sf(52, "AHRtg_SF", sfAH), b.sf(53, "WHRtg_SF", sfWH), b.sf(54, "WChaDisChaMax_SF", sfWMax)
+	sfs := sizeSFs(&o)
+	ahSF, whSF, wmSF := b.sf(52, "AHRtg_SF", sfs.ah), b.sf(53, "WHRtg_SF", sfs.wh), b.sf(54, "WChaDisChaMax_SF", sfs.wMax)
 	dcSF, socSF, dodSF, sohSF := b.sf(55, "DisChaRte_SF", sfDisCha), b.sf(56, "SoC_SF", sfPct), b.sf(57, "DoD_SF", sfPct), b.sf(58, "SoH_SF", sfPct)
-	vSF, cvSF, aSF, amSF, wSF := b.sf(59, "V_SF", sfV), b.sf(60, "CellV_SF", sfCellV), b.sf(61, "A_SF", sfA), b.sf(62, "AMax_SF", sfAMax), b.sf(63, "W_SF", sfW)
+	vSF, cvSF, aSF, amSF, wSF := b.sf(59, "V_SF", sfs.strV), b.sf(60, "CellV_SF", sfCellV), b.sf(61, "A_SF", sfA), b.sf(62, "AMax_SF", sfAMax), b.sf(63, "W_SF", sfs.w)
 	nomV := o.CellVolts * float64(o.Modules*o.Cells)
 	ah := o.CapacityAh * float64(o.Strings)
 	b.reg(2, "u16", "AHRtg", "battery.rating.capacity.ah", ahSF, ah)
@@ -336,7 +360,7 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 	b.reg(2, "u16", "NStr", "bms.strings.count", nil, float64(o.Strings))
 	b.reg(3, "u16", "NStrCon", "bms.strings.connected.count", nil, float64(o.Strings))
 	cvSF, mtSF, aSF := b.sf(22, "CellV_SF", sfCellV), b.sf(23, "ModTmp_SF", sfTmp), b.sf(24, "A_SF", sfA)
-	sohSF, socSF, vSF = b.sf(25, "SoH_SF", sfPct), b.sf(26, "SoC_SF", sfPct), b.sf(27, "V_SF", sfV)
+	sohSF, socSF, vSF = b.sf(25, "SoH_SF", sfPct), b.sf(26, "SoC_SF", sfPct), b.sf(27, "V_SF", sfs.strV)
 	r.modT = b.agg(4, 5, 7, 8, 10, "s16", "ModTmp", "Str", "bms.module.temperature", "celsius", mtSF)
 	r.modT.maxAt.name, r.modT.minAt.name = "bms.module.temperature.max.string", "bms.module.temperature.min.string"
 	r.modTMod = [2]*point{b.reg(6, "u16", "ModTmpMaxMod", "bms.module.temperature.max.module", nil, 1), b.reg(9, "u16", "ModTmpMinMod", "bms.module.temperature.min.module", nil, 1)}
@@ -399,7 +423,7 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 		b.base, b.pfx = uint16(addr), fmt.Sprintf("sunspec.804.s%d.", si)
 		b.static(0, 804, uint16(46+16*o.Modules), uint16(si), uint16(o.Modules))
 		socSF, sohSF, dodSF, aSF := b.sf(38, "SoC_SF", sfPct), b.sf(39, "SoH_SF", sfPct), b.sf(40, "DoD_SF", sfPct), b.sf(41, "A_SF", sfA)
-		vSF, cvSF, mtSF := b.sf(42, "V_SF", sfV), b.sf(43, "CellV_SF", sfCellV), b.sf(44, "ModTmp_SF", sfTmp)
+		vSF, cvSF, mtSF := b.sf(42, "V_SF", sfs.strV), b.sf(43, "CellV_SF", sfCellV), b.sf(44, "ModTmp_SF", sfTmp)
 		b.reg(3, "u16", "NMod", sn+".modules.count", nil, float64(o.Modules))
 		b.reg(4, "bitfield32", "St", "", nil, 3)
 		b.reg(6, "enum16", "ConFail", "", nil, 0)
@@ -457,7 +481,7 @@ func NewSunSpecRack(id string, opts RackOpts, prof *profile.Profile, log *slog.L
 			b.base, b.pfx = uint16(addr), fmt.Sprintf("sunspec.805.s%d.m%d.", si, mj)
 			b.static(0, 805, uint16(42+4*o.Cells), uint16(si), uint16(mj), uint16(o.Cells))
 			socSF, sohSF, dodSF := b.sf(38, "SoC_SF", sfPct), b.sf(39, "SoH_SF", sfPct), b.sf(40, "DoD_SF", sfPct)
-			vSF, cvSF, tSF := b.sf(41, "V_SF", sfModV), b.sf(42, "CellV_SF", sfCellV), b.sf(43, "Tmp_SF", sfTmp)
+			vSF, cvSF, tSF := b.sf(41, "V_SF", sfs.modV), b.sf(42, "CellV_SF", sfCellV), b.sf(43, "Tmp_SF", sfTmp)
 			m.soc = b.reg(5, "u16", "SoC", "", socSF, o.Charge)
 			m.dod = b.reg(6, "u16", "DoD", mn+".depth_of_discharge.percent", dodSF, 100-o.Charge)
 			m.soh = b.reg(7, "u16", "SoH", "", sohSF, 98)

@@ -3,6 +3,7 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"os"
 	"strings"
@@ -336,5 +337,24 @@ func TestChargeCounting(t *testing.T) {
 	d.Update(t0.Add(time.Hour))
 	if v, _, _ := d.Value("battery.charge.percent"); v != 60 {
 		t.Errorf("pinned charge moved to %v", v)
+	}
+}
+
+// TestBigRackFits: a large rack's voltages, power and ratings fit their
+// registers because the size-dependent scale factors adapt.
+func TestBigRackFits(t *testing.T) {
+	var logged strings.Builder
+	log := slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := NewSunSpecRack("r", RackOpts{Strings: 2, Modules: 12, Cells: 150, CellVolts: 4.1, StringAmps: 150}, nil, log)
+	must(t, err)
+	d.Update(time.Now())
+	if logged.Len() > 0 {
+		t.Fatalf("encoding problems:\n%s", logged.String())
+	}
+	if v, _, _ := d.Value("battery.voltage.volts"); v < 7000 {
+		t.Errorf("bank voltage %v", v)
+	}
+	if got := fitSF(9840, math.MaxUint16, -1); got != 0 {
+		t.Errorf("fitSF(9840) = %d, want 0", got)
 	}
 }
