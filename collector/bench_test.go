@@ -18,7 +18,7 @@ import (
 // Each op publishes one message of 100 points (a 96-cell module plus the
 // device line, ~10 kB); the reported points/s is wall time from the first
 // publish until the collector has acked every point.
-func benchIngest(b *testing.B, withInflux bool) {
+func benchIngest(b *testing.B, withInflux, gzip bool) {
 	var in *testenv.Influx
 	if withInflux {
 		in = testenv.StartInflux(b)
@@ -27,6 +27,7 @@ func benchIngest(b *testing.B, withInflux bool) {
 	c := startCollector(b, srv.ClientURL(), in, func(cfg *Config) {
 		cfg.NATS.MaxInFlight = 2048
 		cfg.Influx.BatchSize = 5000
+		cfg.Influx.GZip = &gzip
 	})
 	_, js := connect(b, srv.ClientURL())
 	const cells = 99 // + 1 device line = 100 points per message
@@ -76,8 +77,9 @@ func benchIngest(b *testing.B, withInflux bool) {
 	}
 }
 
-func BenchmarkIngestInflux(b *testing.B)   { benchIngest(b, true) }
-func BenchmarkIngestNoInflux(b *testing.B) { benchIngest(b, false) }
+func BenchmarkIngestInflux(b *testing.B)       { benchIngest(b, true, true) }
+func BenchmarkIngestInfluxNoGzip(b *testing.B) { benchIngest(b, true, false) }
+func BenchmarkIngestNoInflux(b *testing.B)     { benchIngest(b, false, false) }
 
 // BenchmarkStateApply is the per-instance state path for one 100-point
 // message of a known device (steady state: no allocation per point).

@@ -89,7 +89,7 @@ type InfluxConfig struct {
 	BatchSize      int    `yaml:"batch_size"`     // points per write; default 5000
 	FlushInterval  string `yaml:"flush_interval"` // longest a partial batch waits; default 1s
 	Timeout        string `yaml:"timeout"`        // per write request; default 10s
-	GZip           *bool  `yaml:"gzip"`           // default true
+	GZip           *bool  `yaml:"gzip"`           // default: true unless the url is loopback
 	// MaxBackoff caps the retry delay while InfluxDB is down. Default 10s.
 	MaxBackoff string `yaml:"max_backoff"`
 
@@ -389,8 +389,9 @@ func (c *Config) validate(root *yaml.Node) error {
 	in.timeout = p.duration("influx.timeout", in.Timeout, 10*time.Second)
 	in.maxBackoff = p.duration("influx.max_backoff", in.MaxBackoff, 10*time.Second)
 	if in.GZip == nil {
-		t := true
-		in.GZip = &t
+		// Default: compress unless InfluxDB runs on this machine.
+		z := !loopback(in.URL)
+		in.GZip = &z
 	}
 
 	if c.HTTP.Listen == "" {

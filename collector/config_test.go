@@ -66,7 +66,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.heartbeatTimeout != DefaultHeartbeatTimeout || c.Influx.BatchSize != DefaultBatchSize ||
-		c.NATS.MaxInFlight != DefaultMaxInFlight || c.HTTP.Listen != "127.0.0.1:8080" || c.CollectorID == "" || !*c.Influx.GZip {
+		c.NATS.MaxInFlight != DefaultMaxInFlight || c.HTTP.Listen != "127.0.0.1:8080" || c.CollectorID == "" || *c.Influx.GZip != true {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }

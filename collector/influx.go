@@ -37,10 +37,14 @@ type store struct {
 }
 
 func newStore(cfg InfluxConfig, log *slog.Logger) *store {
+	var rt http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+	if *cfg.GZip {
+		rt = &gzipTransport{base: rt}
+	}
 	opts := influxdb2.DefaultOptions().
 		SetPrecision(time.Nanosecond).
-		SetUseGZip(*cfg.GZip).
-		SetHTTPRequestTimeout(uint(cfg.timeout / time.Second))
+		SetUseGZip(false). // gzipTransport does it, cheaper
+		SetHTTPClient(&http.Client{Timeout: cfg.timeout, Transport: rt})
 	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
 	bucket := func(rp string) string {
 		if rp == "" {

@@ -31,11 +31,13 @@ func countPoints(t *testing.T, in *testenv.Influx, device string) int {
 	return int(n)
 }
 
-// Points written through NATS and the collector are read back equal.
+// Points written through NATS and the collector are read back equal
+// (gzip forced on: the default is off for a loopback InfluxDB).
 func TestStoreRoundTrip(t *testing.T) {
 	in := testenv.StartInflux(t)
 	srv := testenv.NATS(t)
-	c := startCollector(t, srv.ClientURL(), in, nil)
+	gz := true
+	c := startCollector(t, srv.ClientURL(), in, func(cfg *Config) { cfg.Influx.GZip = &gz })
 	_, js := connect(t, srv.ClientURL())
 
 	base := time.Date(2026, 11, 22, 4, 0, 0, 250_000_000, time.UTC)

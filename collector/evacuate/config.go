@@ -165,14 +165,16 @@ func knownKeys(file string, node *yaml.Node, _ FileConfig) error {
 }
 
 // NewEngine builds the engine from a parsed section. site and id are the
-// collector's; onAudit may be nil.
+// collector's; onAudit may be nil. The engine subscribes to the site's
+// alerts itself; the collector may also feed its stream replay through
+// OnAlert (duplicates are ignored by alert id).
 func (fc *FileConfig) NewEngine(site, id string, nc *nats.Conn, log *slog.Logger, onAudit func(AuditRecord)) (*Engine, error) {
 	signer, err := hooks.LoadSigner(fc.SigningKey)
 	if err != nil {
 		return nil, err
 	}
 	return New(Config{Site: site, ID: id, Topology: fc.Topology, Policy: fc.Policy, Hooks: fc.Hooks, Signer: signer,
-		TrustedIssuers: fc.TrustedIssuers, LeaseTTL: fc.LeaseTTL, Replicas: fc.Replicas, AlertsFromCaller: true,
+		TrustedIssuers: fc.TrustedIssuers, LeaseTTL: fc.LeaseTTL, Replicas: fc.Replicas,
 		OnAudit: onAudit}, nc, log)
 }
 

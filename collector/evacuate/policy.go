@@ -660,15 +660,26 @@ func (p *Policy) add(key string, ev *Evac) {
 	p.active[key] = ev
 	p.byID[ev.ID] = ev
 	p.order = append(p.order, ev.ID)
-	// Forget the oldest terminal evacuations beyond maxKept.
-	for len(p.order) > maxKept {
-		old := p.byID[p.order[0]]
-		if old != nil && !old.terminal() {
-			break
-		}
-		delete(p.byID, p.order[0])
-		p.order = p.order[1:]
+	p.prune()
+}
+
+// prune forgets the oldest terminal evacuations beyond maxKept; active
+// ones are always kept.
+func (p *Policy) prune() {
+	excess := len(p.order) - maxKept
+	if excess <= 0 {
+		return
 	}
+	kept := make([]string, 0, len(p.order))
+	for _, id := range p.order {
+		if ev := p.byID[id]; excess > 0 && (ev == nil || ev.terminal()) {
+			delete(p.byID, id)
+			excess--
+			continue
+		}
+		kept = append(kept, id)
+	}
+	p.order = kept
 }
 
 // rank orders states by progress, so that a stale copy never overwrites a
@@ -707,9 +718,11 @@ func (p *Policy) Restore(ev Evac, authoritative bool) bool {
 				return false
 			}
 			delete(p.byID, cur.ID) // our own guess at the id lost to the leader's
+			p.order = slices.DeleteFunc(p.order, func(id string) bool { return id == cur.ID })
 		}
 		p.byID[c.ID] = c
 		p.order = append(p.order, c.ID)
+		p.prune()
 	}
 	if c.terminal() {
 		if cur := p.active[key]; cur != nil && cur.ID == c.ID {

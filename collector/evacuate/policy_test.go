@@ -326,3 +326,27 @@ func BenchmarkPolicyAlert(b *testing.B) {
 		}
 	}
 }
+
+func TestPolicyKeepsBoundedHistory(t *testing.T) {
+	p := newPolicy(t, func(c *PolicyConfig) { c.AbortQuiet = 0 })
+	for i := range maxKept + 50 {
+		now := t0.Add(time.Duration(i) * time.Second)
+		ds := p.Alert(now, alert("a"+time.Duration(i).String(), "gw-01", "rack-a1", wire.CategoryThermal, wire.StageWarning, now))
+		if _, err := p.Abort(now, ds[0].EvacID, "x", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One active evacuation on another domain survives pruning.
+	ds := p.Alert(t0, alert("keep", "gw-03", "rack-b1", wire.CategoryThermal, wire.StageWarning, t0))
+	for i := range 30 {
+		ev := Evac{ID: "old-" + time.Duration(i).String(), Domain: "ups-3", State: StateAborted, Updated: t0}
+		p.Restore(ev, true)
+	}
+	l := p.List()
+	if len(l) > maxKept {
+		t.Fatalf("%d evacuations kept, max %d", len(l), maxKept)
+	}
+	if _, ok := p.Get(ds[0].EvacID); !ok {
+		t.Fatal("active evacuation pruned")
+	}
+}
