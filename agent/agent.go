@@ -58,19 +58,25 @@ type Options struct {
 	// alerts (the collector republishes an alert with its ack).
 	Conn *nats.Conn
 	Log  *slog.Logger
-	Now  func() time.Time
+	// Now is the wall clock that stamps samples and alerts (tests inject
+	// jumps); scheduling never uses it.
+	Now func() time.Time
+	// ClockSynced overrides the kernel's clock-sync status (tests).
+	ClockSynced func() bool
 }
 
 // Agent samples, detects and publishes.
 type Agent struct {
-	opts    Options
-	cfg     *Config
-	log     *slog.Logger
-	now     func() time.Time
-	start   time.Time
-	devices []*device
-	links   []*linkLoop
-	pub     Publisher
+	opts  Options
+	cfg   *Config
+	log   *slog.Logger
+	now   func() time.Time // wall clock for timestamps (injectable)
+	start time.Time
+	// monoStart anchors the sampling deadlines on the monotonic clock.
+	monoStart time.Time
+	devices   []*device
+	links     []*linkLoop
+	pub       Publisher
 
 	alertMu sync.Mutex
 	alerts  []wire.Alert // recent alerts, newest last (bounded)
@@ -107,7 +113,7 @@ func New(opts Options) (*Agent, error) {
 		a.devices = append(a.devices, d)
 		l, ok := byLink[link]
 		if !ok {
-			l = &linkLoop{name: link, log: a.log.With("link", link), now: a.now, wake: make(chan struct{}, 1)}
+			l = &linkLoop{name: link, log: a.log.With("link", link), mono: time.Now, wall: a.now, wake: make(chan struct{}, 1)}
 			byLink[link] = l
 			linkOrder = append(linkOrder, link)
 		}
@@ -150,6 +156,7 @@ func (a *Agent) tags(dc *DeviceConfig) []wire.Tag {
 // Run samples until ctx is done, then flushes what is queued.
 func (a *Agent) Run(ctx context.Context) error {
 	a.start = a.now()
+	a.monoStart = time.Now()
 	var sampling, processing sync.WaitGroup
 	pctx, cancelProc := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelProc()
@@ -157,7 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		processing.Go(func() { a.process(pctx, d) })
 	}
 	for _, l := range a.links {
-		sampling.Go(func() { l.run(ctx, a.start) })
+		sampling.Go(func() { l.run(ctx, a.monoStart) })
 	}
 	processing.Go(func() { a.heartbeats(ctx) })
 	if a.cfg.Traps != nil {
@@ -343,8 +350,22 @@ func AlertID(al *wire.Alert) string {
 func (a *Agent) heartbeats(ctx context.Context) {
 	t := time.NewTicker(a.cfg.Heartbeat)
 	defer t.Stop()
+	clockStage := wire.StageNormal
 	for {
-		a.publishHeartbeat(ctx)
+		hb := a.publishHeartbeat(ctx)
+		// An unsynchronised clock is a data-quality matter: a watch alert,
+		// never more, raised and cleared on change.
+		st := wire.StageNormal
+		if hb.ClockSync != nil && !*hb.ClockSync {
+			st = wire.StageWatch
+		}
+		if st != clockStage {
+			a.publishAlert(ctx, &device{id: a.cfg.AgentID}, wire.Alert{Device: a.cfg.AgentID, Component: "clock",
+				Category: wire.CategorySensorFault, Stage: st, PreviousStage: clockStage, SampleTime: hb.Time,
+				Signatures: []wire.Signature{{Kind: "clock_unsynchronised", Value: float64(st), Threshold: 1}},
+				Summary:    "the agent's wall clock is not synchronised (NTP): sample timestamps may be off"})
+			clockStage = st
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -356,7 +377,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 // Heartbeat returns the agent's current heartbeat document.
 func (a *Agent) Heartbeat() wire.Heartbeat {
 	hb := wire.Heartbeat{Agent: a.cfg.AgentID, Site: a.cfg.Site, Version: Version,
-		Uptime: a.now().Sub(a.start).Seconds(), Time: a.now().UTC()}
+		Uptime: time.Since(a.monoStart).Seconds(), Time: a.now().UTC(), ClockSync: a.clockSynced()}
 	for _, d := range a.devices {
 		hb.Devices = append(hb.Devices, d.healthReport())
 		hb.Rounds += d.rounds.Load()
@@ -366,16 +387,17 @@ func (a *Agent) Heartbeat() wire.Heartbeat {
 	return hb
 }
 
-func (a *Agent) publishHeartbeat(ctx context.Context) {
+func (a *Agent) publishHeartbeat(ctx context.Context) wire.Heartbeat {
 	hb := a.Heartbeat()
 	data, err := json.Marshal(&hb)
 	if err != nil {
-		return
+		return hb
 	}
 	id := fmt.Sprintf("hb.%s.%d", a.cfg.AgentID, hb.Time.UnixNano())
 	if err := a.pub.Publish(ctx, wire.HeartbeatSubject(a.cfg.Site, a.cfg.AgentID), id, data); err != nil {
 		a.log.Debug("heartbeat not published", "err", err)
 	}
+	return hb
 }
 
 // Stats are per-device sampling counters, for metrics and benchmarks.

@@ -12,8 +12,11 @@ type linkLoop struct {
 	name    string
 	devices []*device
 	log     *slog.Logger
-	now     func() time.Time
-	wake    chan struct{} // a device's period changed
+	// mono schedules: deadlines, lateness and overruns are on the
+	// monotonic clock, immune to wall-clock steps. wall stamps samples.
+	mono func() time.Time
+	wall func() time.Time
+	wake chan struct{} // a device's period changed
 }
 
 func (l *linkLoop) run(ctx context.Context, start time.Time) {
@@ -32,7 +35,7 @@ func (l *linkLoop) run(ctx context.Context, start time.Time) {
 				next = d
 			}
 		}
-		if wait := next.dl.Next().Sub(l.now()); wait > 0 {
+		if wait := next.dl.Next().Sub(l.mono()); wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
@@ -86,16 +89,17 @@ func (l *linkLoop) pollOnce(ctx context.Context, d *device) (end time.Time) {
 	d.refreshLayout(ctx)
 	r := d.acquire()
 	r.due = d.dl.Next()
-	r.at = l.now()
+	start := l.mono()
+	r.at = l.wall()
 	r.drill = false
 	r.err = d.poller.Poll(ctx, r.readings)
-	end = l.now()
-	r.dur = end.Sub(r.at)
+	end = l.mono()
+	r.dur = end.Sub(start)
 	d.rounds.Add(1)
 	if r.err != nil {
 		d.failures.Add(1)
 	}
-	d.recordLateness(r.at.Sub(r.due))
+	d.recordLateness(start.Sub(r.due))
 	d.out <- r // never blocks: at most queueDepth rounds exist
 	return end
 }
