@@ -165,10 +165,14 @@ func (v *Verifier) Verify(data []byte) (wire.Evacuation, error) {
 	if _, dup := v.seen[key]; dup {
 		return ev, fmt.Errorf("%w: %s", ErrReplayed, key)
 	}
-	if ev.Fence < v.maxFence {
-		return ev, fmt.Errorf("%w: %d < %d", ErrFenced, ev.Fence, v.maxFence)
+	// Only collector leaders fence their messages; an agent's fallback
+	// message carries none and is not compared.
+	if ev.Fence > 0 {
+		if ev.Fence < v.maxFence {
+			return ev, fmt.Errorf("%w: %d < %d", ErrFenced, ev.Fence, v.maxFence)
+		}
+		v.maxFence = ev.Fence
 	}
-	v.maxFence = ev.Fence
 	v.seen[key] = now
 	return ev, nil
 }
