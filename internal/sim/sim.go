@@ -471,7 +471,9 @@ func (l *listener) start() error {
 				}
 			}
 			var ms *modbus.ModbusServer
-			ms, err = modbus.NewServer(&modbus.ServerConfiguration{URL: "tcp://" + addr, Timeout: 5 * time.Minute, MaxClients: 64}, l.h)
+			ms, err = modbus.NewServer(&modbus.ServerConfiguration{URL: "tcp://" + addr, Timeout: 5 * time.Minute, MaxClients: 64,
+				// The library logs client hang-ups and the like: debug.
+				Logger: slog.NewLogLogger(l.log.Handler(), slog.LevelDebug)}, l.h)
 			if err != nil {
 				break
 			}
