@@ -82,3 +82,29 @@ func TestProfileList(t *testing.T) {
 		t.Errorf("override not logged: %s", errb.String())
 	}
 }
+
+func TestProfileShow(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := cmdProfile(t.Context(), []string{"show", "-count", "2", "sunspec"}, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"current_sign: charge_positive",
+		"# SunSpec model 805",
+		"string[1].module[1].cell[2].temperature.celsius",
+		"holding 45",   // cell 1 temperature: 44 + 1
+		"sf:Tmp_SF@43", // its scale factor register
+		"string[1].module[1].cell[2].balancing",
+		"battery.current.amps",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("show lacks %q", want)
+		}
+	}
+	if !strings.Contains(out.String(), "negated") {
+		t.Error("battery current not shown as negated")
+	}
+	if err := cmdProfile(t.Context(), []string{"show", "nope"}, &out, &errb); err == nil || !strings.Contains(err.Error(), `no profile "nope"`) {
+		t.Errorf("unknown id: %v", err)
+	}
+}
