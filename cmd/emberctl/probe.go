@@ -340,7 +340,8 @@ func probeModbus(ctx context.Context, u *url.URL, set *profile.Set, profID, orde
 			cands = append(cands, p)
 			continue
 		}
-		if found || p.SunSpec != nil {
+		if found || p.SunSpec != nil || profID != "" {
+			// With -profile the operator already chose: no identity reads.
 			continue
 		}
 		// A vendor map: read its identity points and see if they match.

@@ -100,3 +100,12 @@ func TestProbeModbusSunSpec(t *testing.T) {
 	out := runProbe(t, "modbus://"+u.Host+"?unit=1")
 	wantLines(t, out, "Emberwatch", "Test BMS", "SN42", "sunspec.models", "1,802", "sunspec ", "read once with sunspec")
 }
+
+func TestProbeModbusOrders(t *testing.T) {
+	s := modbustest.NewServer(t)
+	s.Set(1, modbustest.Holding, 128, 0x0000, 0x0e10) // battery.runtime.seconds = 3600, high word first
+	u, _ := url.Parse(s.URL)
+	out := runProbe(t, "-timeout", "300ms", "-profile", "apc-smart-ups-modbus", "-orders", "battery.runtime.seconds", "modbus://"+u.Host+"?unit=1")
+	wantLines(t, out, "read once with apc-smart-ups-modbus", "raw registers at 128: [0000 0e10]",
+		"big     big     3600 s       true", "little  big     235929600 s  false")
+}
