@@ -48,7 +48,7 @@ func newEvacRig(t *testing.T, hold time.Duration) *evacRig {
 	signer, _ := hooks.NewSigner(kp)
 	topo := &evacuate.Topology{Domains: []evacuate.Domain{
 		{ID: "ups-1", Batteries: []evacuate.Battery{{Agent: "gw-01", Device: "rack-a1"}}, Hosts: []string{"host-a", "host-b"}},
-		{ID: "ups-2", Batteries: []evacuate.Battery{{Agent: "gw-02", Device: "rack-b1"}}, Hosts: []string{"host-c"}},
+		{ID: "ups-2", Batteries: []evacuate.Battery{{Agent: "gw-02", Device: "rack-b1"}}, Hosts: []string{"host-c", "host-d"}},
 	}}
 	pol := evacuate.DefaultPolicy()
 	pol.Hold = hold
