@@ -146,3 +146,20 @@ func TestTrapLatency(t *testing.T) {
 		t.Errorf("p50 latency %v, want well under 100 ms", lat[len(lat)/2])
 	}
 }
+
+// TestTrapsFromSNMPD: Debian snmpd's own notifications (coldStart on
+// start-up, sent by trap2sink and as an inform by informsink) reach the
+// receiver.
+func TestTrapsFromSNMPD(t *testing.T) {
+	port, events := startReceiver(t, []string{"public"})
+	sink := "127.0.0.1:" + strconv.Itoa(port)
+	testenv.StartSNMPD(t, testenv.SNMPDOptions{ExtraConfig: "trap2sink " + sink + " public\ninformsink " + sink + " public\n"})
+	got := map[bool]bool{}
+	for len(got) < 2 {
+		ev := waitEvent(t, events)
+		if ev.Name != "coldStart" || ev.Device != "ups-1" || ev.Severity != snmp.SeverityInfo {
+			t.Errorf("event %+v", ev)
+		}
+		got[ev.Inform] = true
+	}
+}
