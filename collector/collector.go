@@ -44,8 +44,10 @@ type Collector struct {
 	ln    net.Listener
 	mux   *http.ServeMux
 
-	evac     EvacuationSource
+	evac     atomic.Pointer[EvacuationSource]
+	evacHTTP atomic.Pointer[http.Handler]
 	handlers []AlertHandler
+	parts    []part
 
 	nc        atomic.Pointer[nats.Conn]
 	js        atomic.Pointer[jetstream.JetStream]
@@ -90,8 +92,27 @@ func (c *Collector) HTTPAddr() string { return c.ln.Addr().String() }
 // State returns the live site state.
 func (c *Collector) State() *State { return c.state }
 
-// SetEvacuations installs the evacuation source. Call before Run.
-func (c *Collector) SetEvacuations(src EvacuationSource) { c.evac = src }
+// SetEvacuations installs the evacuation source served at
+// GET /api/v1/evacuations. It may be called while running.
+func (c *Collector) SetEvacuations(src EvacuationSource) { c.evac.Store(&src) }
+
+// SetEvacuationHandler hands GET /api/v1/evacuations and everything under
+// /api/v1/evacuations/ to h (the evacuation engine's own API), instead of
+// the EvacuationSource list. It may be called while running.
+func (c *Collector) SetEvacuationHandler(h http.Handler) { c.evacHTTP.Store(&h) }
+
+type part struct {
+	name string
+	run  func(ctx context.Context, nc *nats.Conn) error
+}
+
+// AddPart registers a long-running part started by Run once NATS is
+// connected (e.g. the evacuation engine), with the collector's NATS
+// connection. It runs until ctx ends and is restarted with backoff when it
+// returns an error. Call before Run.
+func (c *Collector) AddPart(name string, run func(ctx context.Context, nc *nats.Conn) error) {
+	c.parts = append(c.parts, part{name, run})
+}
 
 // OnAlert registers a handler for every alert. Call before Run.
 func (c *Collector) OnAlert(h AlertHandler) { c.handlers = append(c.handlers, h) }
@@ -164,6 +185,9 @@ func (c *Collector) Run(ctx context.Context) error {
 	loop("alert store", func(ctx context.Context) error { return c.storeAlerts(ctx, js, streams[1]) })
 	loop("evacuation store", func(ctx context.Context) error { return c.storeEvacuations(ctx, nc) })
 	loop("heartbeat watchdog", func(ctx context.Context) error { return c.watchdog(ctx, js) })
+	for _, p := range c.parts {
+		loop(p.name, func(ctx context.Context) error { return p.run(ctx, nc) })
+	}
 	c.log.Info("collector running", "http", c.HTTPAddr(), "streams", streams, "influx", c.cfg.Influx.URL != "")
 	<-ctx.Done()
 	wg.Wait()

@@ -22,10 +22,11 @@ func (c *Collector) routes() {
 	c.mux.HandleFunc("GET /api/v1/state", c.handleState)
 	c.mux.HandleFunc("GET /api/v1/alerts", c.handleAlerts)
 	c.mux.HandleFunc("GET /api/v1/evacuations", c.handleEvacuations)
+	c.mux.HandleFunc("/api/v1/evacuations/", c.handleEvacuations)
 	c.mux.HandleFunc("POST /api/v1/ack", c.handleAck)
 	c.mux.HandleFunc("GET /api/v1/events", c.handleEvents)
 	static, _ := fs.Sub(webFS, "web")
-	c.mux.Handle("GET /", http.FileServerFS(static))
+	c.mux.Handle("/", http.FileServerFS(static))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -87,11 +88,20 @@ func (c *Collector) handleAlerts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Collector) handleEvacuations(w http.ResponseWriter, r *http.Request) {
-	if c.evac == nil {
+	if h := c.evacHTTP.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	if r.URL.Path != "/api/v1/evacuations" || r.Method != http.MethodGet {
+		writeJSON(w, http.StatusNotFound, apiError{"no evacuation engine in this collector"})
+		return
+	}
+	src := c.evac.Load()
+	if src == nil {
 		writeJSON(w, http.StatusOK, []wire.Evacuation{})
 		return
 	}
-	ev, err := c.evac.Evacuations(r.Context())
+	ev, err := (*src).Evacuations(r.Context())
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, apiError{"evacuations: " + err.Error()})
 		return

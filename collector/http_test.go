@@ -278,6 +278,12 @@ func TestEvacuationsFromSource(t *testing.T) {
 	}
 	ev := wire.Evacuation{ID: "ev-1", Site: "s1", Domain: "ups-2", Phase: wire.PhasePrestage, Urgency: wire.UrgencyNormal, Time: time.Now().UTC()}
 	c.SetEvacuations(fakeEvac{ev})
+	partRan := make(chan bool, 1)
+	c.AddPart("test part", func(ctx context.Context, nc *nats.Conn) error {
+		partRan <- nc.IsConnected()
+		<-ctx.Done()
+		return nil
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- c.Run(ctx) }()
@@ -293,5 +299,29 @@ func TestEvacuationsFromSource(t *testing.T) {
 	})
 	if len(got) != 1 || got[0].ID != "ev-1" || got[0].Domain != "ups-2" {
 		t.Errorf("evacuations %+v", got)
+	}
+	select {
+	case ok := <-partRan:
+		if !ok {
+			t.Error("part started without a NATS connection")
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("part not started")
+	}
+	// The engine's own API replaces the list, under the same prefix.
+	resp, _ := http.Post("http://"+c.HTTPAddr()+"/api/v1/evacuations/ev-1/approve", "application/json", strings.NewReader(`{}`))
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("approve without an engine: %d", resp.StatusCode)
+	}
+	c.SetEvacuationHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, r.Method+" "+r.URL.Path)
+	}))
+	resp, _ = http.Post("http://"+c.HTTPAddr()+"/api/v1/evacuations/ev-1/approve", "application/json", strings.NewReader(`{}`))
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 202 || string(b) != "POST /api/v1/evacuations/ev-1/approve" {
+		t.Errorf("engine handler: %d %s", resp.StatusCode, b)
 	}
 }
