@@ -407,17 +407,31 @@ func printReport(w io.Writer, rep wire.DrillReport) {
 	fmt.Fprintf(w, "drill %s site %s (%s mode, by %s): %s\n", rep.ID, rep.Site, rep.Mode, rep.By, status)
 	fmt.Fprintf(w, "first sample %s\n", rep.FirstSample.Format(time.RFC3339Nano))
 	firsts := map[string]float64{}
-	for _, s := range rep.Steps {
-		fmt.Fprintf(w, "  %+10.1f ms  %-18s %s\n", s.AfterMS, s.Kind, s.What)
-		if _, ok := firsts[s.Kind]; !ok {
-			firsts[s.Kind] = s.AfterMS
+	var keys []string
+	note := func(k string, v float64) {
+		if _, ok := firsts[k]; !ok {
+			firsts[k] = v
+			keys = append(keys, k)
 		}
 	}
-	fmt.Fprintln(w, "time from the first sample:")
-	for _, k := range []string{"alert", "decision", "published", "hook_start", "hook_done"} {
-		if v, ok := firsts[k]; ok {
-			fmt.Fprintf(w, "  to first %-11s %8.1f ms\n", k+":", v)
+	for _, s := range rep.Steps {
+		fmt.Fprintf(w, "  %+10.1f ms  %-18s %s\n", s.AfterMS, s.Kind, s.What)
+		note("first "+s.Kind, s.AfterMS)
+		switch {
+		case s.Kind == "decision" && strings.HasPrefix(s.What, evacuate.ActEvacuate+" "):
+			note("evacuate decision", s.AfterMS)
+		case s.Kind == "published" && strings.HasPrefix(s.What, wire.PhaseEvacuate+" "):
+			note("evacuate published", s.AfterMS)
+		case s.Kind == "hook_start" && strings.HasPrefix(s.What, wire.PhaseEvacuate+" "):
+			note("first evacuate hook", s.AfterMS)
+		case s.Kind == "hook_done" && strings.HasPrefix(s.What, wire.PhaseEvacuate+" "):
+			note("last evacuate hook done", s.AfterMS)
+			firsts["last evacuate hook done"] = s.AfterMS
 		}
+	}
+	fmt.Fprintln(w, "time from the first sample to:")
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %-24s %10.1f ms\n", k, firsts[k])
 	}
 	if len(rep.Targets) > 0 {
 		fmt.Fprintf(w, "would have evacuated (%d): %s\n", len(rep.Targets), strings.Join(rep.Targets, ", "))

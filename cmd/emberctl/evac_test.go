@@ -87,8 +87,9 @@ func TestDrillInjectEndToEnd(t *testing.T) {
 		t.Fatalf("drill: %v\n%s\n%s", err, out.String(), errb.String())
 	}
 	o := out.String()
+	t.Log("\n" + o)
 	for _, want := range []string{": OK", "alert", "decision", "hold", "published", "hook_start", "hook_done",
-		"evacuate drain", "would have evacuated (2): host-a, host-b", "to first hook_start:"} {
+		"evacuate drain", "would have evacuated (2): host-a, host-b", "first evacuate hook", "evacuate decision"} {
 		if !strings.Contains(o, want) {
 			t.Errorf("report lacks %q:\n%s", want, o)
 		}
