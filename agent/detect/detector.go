@@ -149,6 +149,7 @@ type Detector struct {
 	lastGood  int64
 	missed    int
 	prevRaw   []float64
+	pad       []drivers.Reading // readings when the caller's slice has the wrong length
 	curI      []float64
 	scratch   []float64
 	medScr    []float64
@@ -344,6 +345,7 @@ func (d *Detector) bind() {
 	}
 	d.scratch = make([]float64, nMin)
 	d.prevRaw = make([]float64, len(d.points))
+	d.pad = make([]drivers.Reading, len(d.points))
 
 	// Conditions, in a deterministic order: per cell/sensor, then device.
 	thermDefs := func(prefix string) []ruleDef {
@@ -533,6 +535,15 @@ func (d *Detector) Step(at time.Time, readings []drivers.Reading, roundErr error
 	}
 	d.lastAt = max(d.lastAt, now)
 
+	if len(readings) != len(d.points) {
+		// A caller bug, not a device fault: never index past the slice.
+		// Missing readings are absent, extra ones ignored.
+		n := copy(d.pad, readings)
+		for i := n; i < len(d.pad); i++ {
+			d.pad[i] = drivers.Reading{Point: d.points[i], Fault: drivers.FaultAbsent}
+		}
+		readings = d.pad
+	}
 	if roundErr != nil || d.roundLost(readings) {
 		d.missed++
 		d.comms.rs[0].eval(now, d.missed >= d.cfg.Hygiene.CommsMissed, true, 0, float64(d.missed), float64(d.cfg.Hygiene.CommsMissed))

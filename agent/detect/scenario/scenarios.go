@@ -268,11 +268,13 @@ func overcharge() Scenario {
 				return 0
 			}
 			m.heat = func(m *model, i int, t float64) float64 {
-				// Side-reaction heat once a cell is overcharged (past 100 %).
-				over := math.Max(m.soc[i]-1.02, 0)
-				h := 60 * over * over / 0.04
+				// Side-reaction heat once a cell is past full: a few degC for
+				// the string, much more for the weak cell, which also starts
+				// self-heating 30 min before its runaway.
+				h := 12 * math.Max(m.soc[i]-1.02, 0)
 				if i == c {
-					h += selfHeat(onset-t, 30)
+					over := math.Max(m.soc[i]-1.05, 0)
+					h += 100*over*over + selfHeat(onset-t, 30)
 				}
 				return h
 			}
