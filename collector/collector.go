@@ -348,9 +348,9 @@ func (c *Collector) followAlerts(ctx context.Context, js jetstream.JetStream, st
 	}
 	return c.follow(ctx, js, stream, cfg, c.alertsReady, func(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 		c.alertSeq.Store(md.Sequence.Stream)
-		var a wire.Alert
-		if err := json.Unmarshal(msg.Data(), &a); err != nil {
-			c.log.Warn("bad alert JSON", "subject", msg.Subject(), "err", err)
+		a, err := decodeAlert(msg.Subject(), msg.Data())
+		if err != nil {
+			c.log.Warn("bad alert", "subject", msg.Subject(), "err", err)
 			return
 		}
 		c.state.applyAlert(a)
@@ -359,6 +359,24 @@ func (c *Collector) followAlerts(ctx context.Context, js jetstream.JetStream, st
 			h(a, replay)
 		}
 	})
+}
+
+// decodeAlert parses an alert and makes its identity that of the subject,
+// which NATS authorization checked: an agent cannot raise or clear another
+// agent's conditions by naming it in the JSON.
+func decodeAlert(subject string, data []byte) (wire.Alert, error) {
+	var a wire.Alert
+	sub, err := wire.ParseSubject(subject)
+	if err != nil {
+		return a, err
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return a, fmt.Errorf("alert JSON: %w", err)
+	}
+	if a.Site != sub.Site || a.Agent != sub.Agent || a.Device != sub.Device {
+		return a, fmt.Errorf("alert names %s/%s/%s, subject says %s/%s/%s", a.Site, a.Agent, a.Device, sub.Site, sub.Agent, sub.Device)
+	}
+	return a, nil
 }
 
 func isClosed(ch chan struct{}) bool {

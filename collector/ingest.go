@@ -287,9 +287,9 @@ func (c *Collector) storeAlerts(ctx context.Context, js jetstream.JetStream, str
 			}
 			return fmt.Errorf("next alert: %w", err)
 		}
-		var a wire.Alert
-		if err := json.Unmarshal(msg.Data(), &a); err != nil {
-			c.log.Warn("bad alert JSON; dropped from storage", "subject", msg.Subject(), "err", err)
+		a, err := decodeAlert(msg.Subject(), msg.Data())
+		if err != nil {
+			c.log.Warn("bad alert; not stored or forwarded", "subject", msg.Subject(), "err", err)
 			msg.Term()
 			continue
 		}

@@ -327,3 +327,31 @@ func TestHeartbeatTimeout(t *testing.T) {
 		return nil
 	})
 }
+
+// An alert whose JSON names another agent than its subject is refused:
+// it neither changes the state nor reaches InfluxDB or the NOC.
+func TestForgedAlertRefused(t *testing.T) {
+	srv := testenv.NATS(t)
+	c := startCollector(t, srv.ClientURL(), nil, nil)
+	_, js := connect(t, srv.ClientURL())
+	forged := criticalAlert(time.Now())
+	b, _ := forged.Marshal()
+	if _, err := js.Publish(context.Background(), wire.AlertSubject("s1", "gw-02", "rack-a1"), b); err != nil {
+		t.Fatal(err)
+	}
+	good := forged
+	good.ID, good.Category = "01GOOD", wire.CategoryGas
+	b, _ = good.Marshal()
+	if _, err := js.Publish(context.Background(), wire.AlertSubject("s1", "gw-01", "rack-a1"), b); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if n := len(c.State().Alerts(time.Time{}, 0)); n != 1 {
+			return fmt.Errorf("%d alerts in state", n)
+		}
+		return nil
+	})
+	if a := c.State().Alerts(time.Time{}, 0); a[0].ID != "01GOOD" {
+		t.Errorf("state holds %+v", a)
+	}
+}
