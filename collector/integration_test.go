@@ -355,3 +355,40 @@ func TestForgedAlertRefused(t *testing.T) {
 		t.Errorf("state holds %+v", a)
 	}
 }
+
+// The NATS server restarts under the collector: it reconnects, its
+// consumers resume, and every sample of both sides of the gap is stored.
+func TestNATSRestart(t *testing.T) {
+	in := testenv.StartInflux(t)
+	dir := t.TempDir()
+	port := testenv.FreePorts(t, 1)[0]
+	srv := testenv.NATSWithStore(t, dir, port)
+	c := startCollector(t, srv.ClientURL(), in, nil)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	_, js := connect(t, srv.ClientURL())
+	publishRounds(t, js, "rack-a1", base, 10, 4, 0)
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != 40 {
+			return fmt.Errorf("%d points before the restart", n)
+		}
+		return nil
+	})
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	time.Sleep(500 * time.Millisecond)
+	srv = testenv.NATSWithStore(t, dir, port)
+	_, js = connect(t, srv.ClientURL())
+	for r := 10; r < 20; r++ {
+		ts := base.Add(time.Duration(r) * time.Second)
+		publishTelemetry(t, js, "s1", "gw-01", "rack-a1", ts, telemetry("s1", "gw-01", "rack-a1", "07", ts, 4, cellTemp(r)))
+	}
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != 80 {
+			return fmt.Errorf("%d points after the restart, want 80", n)
+		}
+		if s := c.State().Snapshot(false); len(s.Racks) != 1 || s.Racks[0].Hottest == nil || s.Racks[0].Hottest.Celsius != cellTemp(19)(4) {
+			return fmt.Errorf("state not following: %+v", s.Racks)
+		}
+		return nil
+	})
+}
