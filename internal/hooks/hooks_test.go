@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/emberwatch/emberwatch/internal/testenv"
 	"github.com/emberwatch/emberwatch/internal/wire"
@@ -437,5 +438,85 @@ func TestExecTemplateScript(t *testing.T) {
 	body, _ = json.Marshal(ev)
 	if err := (&Exec{Argv: []string{"../../deploy/hooks/exec-template.sh"}}).Run(t.Context(), ev, body); err == nil {
 		t.Fatal("unknown phase accepted")
+	}
+}
+
+func TestSignVerify(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	s, _ := NewSigner(kp)
+	now := time.Now()
+	v := NewVerifier([]string{s.PublicKey()}, 30*time.Second, func() time.Time { return now })
+	ev := testEvac("evacuate")
+	ev.Time, ev.Fence = now, 7
+	s.Sign(ev)
+	b, _ := json.Marshal(ev)
+	if _, err := v.Verify(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(b); !errors.Is(err, ErrReplayed) {
+		t.Fatalf("replay: %v", err)
+	}
+	old := *ev
+	old.Phase, old.Fence = "abort", 6
+	s.Sign(&old)
+	b, _ = json.Marshal(&old)
+	if _, err := v.Verify(b); !errors.Is(err, ErrFenced) {
+		t.Fatalf("lower fence: %v", err)
+	}
+	stale := *ev
+	stale.Phase, stale.Time = "complete", now.Add(-time.Minute)
+	s.Sign(&stale)
+	b, _ = json.Marshal(&stale)
+	if _, err := v.Verify(b); !errors.Is(err, ErrStaleMessage) {
+		t.Fatalf("stale: %v", err)
+	}
+	if _, err := v.Verify([]byte("{")); !errors.Is(err, ErrMalformedEvac) {
+		t.Fatalf("malformed: %v", err)
+	}
+	// A fallback message (no fence) from a trusted agent passes after
+	// fenced collector messages.
+	akp, _ := nkeys.CreateUser()
+	as, _ := NewSigner(akp)
+	v2 := NewVerifier([]string{s.PublicKey(), as.PublicKey()}, 0, func() time.Time { return now })
+	fb := testEvac("evacuate")
+	fb.ID, fb.Time = "fb-1", now
+	as.Sign(fb)
+	b, _ = json.Marshal(fb)
+	v2.maxFence = 9
+	if _, err := v2.Verify(b); err != nil {
+		t.Fatalf("agent fallback message: %v", err)
+	}
+}
+
+func TestLoadSigner(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	seed, _ := kp.Seed()
+	p := filepath.Join(t.TempDir(), "k.nk")
+	os.WriteFile(p, append(seed, '\n'), 0o600)
+	s, err := LoadSigner(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub, _ := kp.PublicKey(); s.PublicKey() != pub {
+		t.Fatal("public key mismatch")
+	}
+	os.WriteFile(p, []byte("not a seed"), 0o600)
+	if _, err := LoadSigner(p); err == nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("bad seed: %v", err)
+	}
+}
+
+func BenchmarkVerifyEvacuation(b *testing.B) {
+	kp, _ := nkeys.CreateUser()
+	s, _ := NewSigner(kp)
+	v := NewVerifier([]string{s.PublicKey()}, time.Hour, nil)
+	ev := testEvac("evacuate")
+	s.Sign(ev)
+	data, _ := json.Marshal(ev)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Check(data); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
