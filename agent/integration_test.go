@@ -78,7 +78,7 @@ func (s *site) startAgent(t testing.TB, cfgYAML []byte) *Agent {
 	}
 	ds := NewDriverSet(s.log, nil)
 	a, err := New(Options{Config: cfg, Profiles: s.profiles, Pollers: ds, Publisher: NewNATSPublisher(s.nc),
-		NewDetector: DefaultDetector(nil), Log: s.log})
+		NewDetector: DefaultDetector(nil), Log: s.log, ClockSynced: func() bool { return true }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +166,7 @@ devices:
     profile: apc-smart-ups-modbus
     listen: tcp://127.0.0.1:0
     unit_id: 1
+    fill_gaps: 125 # like the real unit, answers whole blocks, holes included
 `
 
 // TestIntegrationValuesEqualSimulated: every number the agent publishes

@@ -95,6 +95,8 @@ type voltEnt struct {
 	hasBase    bool
 	prevI      float64
 	dipSize    float64
+	driftVal   float64
+	driftOK    bool
 	dips       [maxDips]int64
 	nDips      int
 	dipHead    int
@@ -150,6 +152,7 @@ type Detector struct {
 	missed    int
 	prevRaw   []float64
 	pad       []drivers.Reading // readings when the caller's slice has the wrong length
+	stuckNow  int32
 	curI      []float64
 	scratch   []float64
 	medScr    []float64
@@ -564,6 +567,7 @@ func (d *Detector) Step(at time.Time, readings []drivers.Reading, roundErr error
 	tsec := float64(now-d.epoch) / 1e9
 
 	d.readCurrents(readings)
+	d.updateStuckN()
 	d.famLevel = [4]wire.Stage{}
 	d.stepVolts(now, readings)
 	d.stepTemps(now, tsec, readings)
@@ -704,13 +708,15 @@ func (h *hygiene) accept(now int64, v float64) {
 }
 
 // stuckN is the number of identical samples that, at the current sampling
-// period, fill most of StuckAfter.
-func (d *Detector) stuckN() int32 {
+// period, fill most of StuckAfter (computed once per round).
+func (d *Detector) stuckN() int32 { return d.stuckNow }
+
+func (d *Detector) updateStuckN() {
 	n := int32(3)
 	if d.period > 0 {
 		n = max(n, int32(0.8*float64(d.cfg.Hygiene.StuckAfter)/1e9/d.period))
 	}
-	return n
+	d.stuckNow = n
 }
 
 // hot reports whether a cell is already hot enough that an out-of-range

@@ -61,17 +61,17 @@ func (d *Detector) stepVoltRules(now int64) {
 		c.rs[eImbalance].eval(now, atRest && !masked && math.Abs(v.dV) >= el.ImbalanceWatch,
 			atRest && !masked && math.Abs(v.dV) >= el.ImbalanceWatch*0.8, el.ImbalanceFor.ns(), v.dV, el.ImbalanceWatch)
 		if atRest && !masked && now-v.lastDrift >= hourNs {
+			// Hourly rest samples; the drift slope only changes with them.
 			v.lastDrift = now
 			v.drift.add(float64(now-d.epoch)/86400e9, v.dV, 0)
-		}
-		span := float64(el.DriftSpan) / 86400e9
-		drift, okDrift := v.drift.slope(float64(now-d.epoch)/86400e9, span*1.5, 3)
-		if okDrift {
-			if lt, _ := v.drift.last(); lt-v.drift.t[oldest(&v.drift)] < span*0.99 {
-				okDrift = false
+			span := float64(el.DriftSpan) / 86400e9
+			drift, ok := v.drift.slope(float64(now-d.epoch)/86400e9, span*1.5, 3)
+			if lt, _ := v.drift.last(); ok && lt-v.drift.t[oldest(&v.drift)] < span*0.99 {
+				ok = false
 			}
+			v.driftVal, v.driftOK = drift, ok
 		}
-		c.rs[eDrift].eval(now, okDrift && math.Abs(drift) >= el.DriftWatch, false, 0, drift, el.DriftWatch)
+		c.rs[eDrift].eval(now, v.driftOK && math.Abs(v.driftVal) >= el.DriftWatch, false, 0, v.driftVal, el.DriftWatch)
 
 		// Dips: a sudden drop of the peer delta not explained by a current
 		// step (micro-shorts, 20-80 mV).

@@ -91,6 +91,7 @@ devices:
     profile: apc-smart-ups-modbus
     listen: tcp://127.0.0.1:0
     unit_id: 1
+    fill_gaps: 125 # like the real unit, answers whole blocks, holes included
 `
 }
 
