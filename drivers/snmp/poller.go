@@ -71,6 +71,15 @@ type cpoint struct {
 	havePrev bool
 }
 
+// walkScratch holds walkGroup's buffers between rounds.
+type walkScratch struct {
+	cur    []string
+	count  []int
+	active []int
+	next   []int
+	oids   []string
+}
+
 // table is a walked table block.
 type table struct {
 	name    string
@@ -105,6 +114,7 @@ type Poller struct {
 	round    int
 	requests uint64
 	ask      []string // reused buffer of OIDs for one Get
+	walk     walkScratch
 	askSlot  []int
 	connErr  error
 }

@@ -28,14 +28,18 @@ func (p *Poller) walkColumns(ctx context.Context, cols []string, maxRows int, fn
 }
 
 func (p *Poller) walkGroup(ctx context.Context, cols []string, maxRows int, fn func(col int, row string, v gosnmp.SnmpPDU)) error {
-	cur := make([]string, len(cols))
-	copy(cur, cols)
-	count := make([]int, len(cols))
-	active := make([]int, len(cols))
-	for i := range cols {
-		active[i] = i
+	// Scratch reused across rounds: a steady walk allocates nothing here.
+	w := &p.walk
+	n := len(cols)
+	if cap(w.cur) < n {
+		w.cur, w.count, w.active, w.next, w.oids = make([]string, n), make([]int, n), make([]int, n), make([]int, n), make([]string, 0, n)
 	}
-	oids := make([]string, 0, len(cols))
+	cur, count, active, oids := w.cur[:n], w.count[:n], w.active[:n], w.oids[:0]
+	w.next = w.next[:0]
+	copy(cur, cols)
+	for i := range cols {
+		active[i], count[i] = i, 0
+	}
 	reps := p.maxReps
 	// Bound the loop: every request moves each active column by >= 1 row.
 	for iter := 0; len(active) > 0 && iter < maxRows+16; iter++ {
@@ -76,7 +80,7 @@ func (p *Poller) walkGroup(ctx context.Context, cols []string, maxRows int, fn f
 			return fmt.Errorf("walk %s: error-status %s", cols[active[0]], res.Error)
 		}
 		n := len(oids)
-		next := active[:0:0]
+		next := w.next[:0]
 		for a, c := range active {
 			prefix := cols[c] + "."
 			done, moved := false, false
@@ -107,6 +111,8 @@ func (p *Poller) walkGroup(ctx context.Context, cols []string, maxRows int, fn f
 				next = append(next, c)
 			}
 		}
+		// Swap the two buffers: next becomes active, active is reused as next.
+		w.active, w.next = next, active[:0]
 		active = next
 	}
 	return nil

@@ -224,6 +224,15 @@ func (r *TrapReceiver) handle(pkt *gosnmp.SnmpPacket, from *net.UDPAddr) {
 		}
 	}
 	if pkt.PDUType == gosnmp.Trap {
+		// A v1 trap names its agent; behind a proxy or NAT it tells the
+		// device better than the source address.
+		if a, err := netip.ParseAddr(pkt.AgentAddress); err == nil {
+			if dev, ok := r.devices[a.Unmap()]; ok {
+				ev.Device = dev
+			}
+		}
+	}
+	if pkt.PDUType == gosnmp.Trap {
 		// RFC 3584 3.1: enterprise.0.specific, or snmpTraps.(generic+1).
 		if pkt.GenericTrap == 6 {
 			ev.OID = strings.TrimPrefix(pkt.Enterprise, ".") + ".0." + fmt.Sprint(pkt.SpecificTrap)

@@ -25,7 +25,7 @@ func startReceiver(t testing.TB, communities []string) (port int, events chan sn
 			Communities: communities,
 			Users: []snmp.TrapUser{{EngineID: trapEngineID, V3: snmp.V3{User: "upstrap",
 				AuthProtocol: "SHA", AuthPassphrase: "authpass123", PrivProtocol: "AES", PrivPassphrase: "privpass123"}}},
-			Devices: map[string]string{"127.0.0.1": "ups-1"},
+			Devices: map[string]string{"127.0.0.1": "ups-1", "10.9.8.7": "ups-9"},
 		}, func(ev snmp.TrapEvent) { events <- ev }, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -109,8 +109,14 @@ func TestTrapsFromSnmptrap(t *testing.T) {
 	// v1 trap from the Liebert tree (enterprise + specific).
 	snmptrap(t, "-v1", "-c", "public", to, "1.3.6.1.4.1.476.1.42.3.3", "127.0.0.1", "6", "11", "")
 	ev = waitEvent(t, events)
-	if ev.Name != "lgpEventBatteryModuleFailure" || ev.Version != "1" {
+	if ev.Name != "lgpEventBatteryModuleFailure" || ev.Version != "1" || ev.Severity != snmp.SeverityCritical {
 		t.Errorf("v1 liebert: %+v", ev)
+	}
+	// The v1 agent-addr field maps a device when the source does not.
+	snmptrap(t, "-v1", "-c", "public", to, "1.3.6.1.2.1.33.2", "10.9.8.7", "6", "1", "")
+	ev = waitEvent(t, events)
+	if ev.Name != "upsTrapOnBattery" || ev.Device != "ups-9" {
+		t.Errorf("v1 upsTraps.0.1 via agent-addr: %+v", ev)
 	}
 
 	// A wrong community is dropped; a wrong v3 passphrase too.
