@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
 )
@@ -179,3 +181,36 @@ func TestExpandDiscover(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestScaleYAMLRoundTrip checks that a scale marshals back in the form it
+// was written in, so tools that rewrite profiles keep them valid.
+func TestScaleYAMLRoundTrip(t *testing.T) {
+	for _, in := range []string{"0.1", "{pow10: -2}", "{pow2: -9}", "{sf: V_SF}", "{factor: 2.5}"} {
+		var pt struct {
+			Scale *profile.Scale `yaml:"scale"`
+		}
+		if err := yaml.Unmarshal([]byte("scale: "+in), &pt); err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		out, err := yaml.Marshal(pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			Scale *profile.Scale `yaml:"scale"`
+		}
+		if err := yaml.Unmarshal(out, &back); err != nil {
+			t.Fatalf("%s -> %s: %v", in, out, err)
+		}
+		if pt.Scale.String() != back.Scale.String() {
+			t.Errorf("%s -> %q -> %s", in, out, back.Scale)
+		}
+	}
+	var bad struct {
+		Scale *profile.Scale `yaml:"scale"`
+	}
+	err := yaml.Unmarshal([]byte("scale: [1, 2]"), &bad)
+	if err == nil || !strings.Contains(err.Error(), "must be a number or a mapping") {
+		t.Errorf("sequence scale: %v", err)
+	}
+}
