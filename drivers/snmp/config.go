@@ -224,9 +224,6 @@ func (c Config) client(maxOIDs, maxReps int) (*gosnmp.GoSNMP, error) {
 		MaxRepetitions:     uint32(maxReps),
 		ExponentialTimeout: false,
 	}
-	if strings.HasSuffix(tr, "6") {
-		g.Target = host
-	}
 	if g.Community == "" {
 		g.Community = "public"
 	}

@@ -2,7 +2,6 @@ package snmp
 
 import (
 	"math"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,21 +88,9 @@ func rawOf(v *gosnmp.SnmpPDU) (rawValue, bool) {
 		}
 		r.isText, r.text = true, strings.TrimPrefix(s, ".")
 	default:
-		if b := gosnmp.ToBigInt(v.Value); b != nil && b.Sign() != 0 || v.Value == 0 {
-			return numFromBig(b)
-		}
+		// Null, BitString, Opaque...: nothing a point can be read from.
 		return r, false
 	}
-	return r, true
-}
-
-func numFromBig(b *big.Int) (rawValue, bool) {
-	var r rawValue
-	if b == nil || !b.IsInt64() {
-		return r, false
-	}
-	r.isNum, r.num, r.f = true, b.Int64(), float64(b.Int64())
-	r.u = uint64(r.num)
 	return r, true
 }
 

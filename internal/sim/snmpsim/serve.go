@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/emberwatch/emberwatch/drivers/profile"
 )
 
 // LoadFile parses an .snmprec recording.
@@ -30,4 +32,21 @@ func Serve(ctx context.Context, addr string, vars []Var, o Options, log *slog.Lo
 		return nil, err
 	}
 	return a, nil
+}
+
+// Update re-encodes prof with a new full set of values (ProfileOptions as
+// for FromProfile: points left out go back to their defaults) into the
+// agent's store, for scripted scenarios: call it at each simulation tick.
+// Rows must stay as first built.
+func (a *Agent) Update(prof *profile.Profile, o ProfileOptions) error {
+	vars, err := FromProfile(prof, o)
+	if err != nil {
+		return err
+	}
+	for _, v := range vars {
+		if err := a.store.Set(v); err != nil {
+			return fmt.Errorf("snmpsim: %w", err)
+		}
+	}
+	return nil
 }

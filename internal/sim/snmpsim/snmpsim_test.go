@@ -89,6 +89,14 @@ func TestProfileRoundTrip(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
+			if tc.id == "ups-mib" {
+				// A scenario tick: the battery heats up.
+				tc.values["battery.temperature.celsius"] = 61
+				if err := a.Update(prof, snmpsim.ProfileOptions{Values: tc.values, Rows: tc.rows}); err != nil {
+					t.Fatal(err)
+				}
+				tc.want["battery.temperature.celsius"] = 61
+			}
 			m := poll(t, a, prof)
 			for name, want := range tc.want {
 				r, ok := m[name]
