@@ -2,7 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +18,7 @@ import (
 
 	"github.com/emberwatch/emberwatch/collector"
 	"github.com/emberwatch/emberwatch/internal/testenv"
+	"github.com/nats-io/nkeys"
 )
 
 func TestHelp(t *testing.T) {
@@ -83,5 +89,57 @@ func TestExampleConfigParses(t *testing.T) {
 	}
 	if c.Site != "pangyo-a" || c.Influx.EventsRetentionPolicy != "events" || len(c.NOC.Webhooks) != 1 {
 		t.Errorf("example config decoded as %+v", c)
+	}
+}
+
+// With an evacuation section, the engine runs inside the collector and
+// serves its API under /api/v1/evacuations.
+func TestEvacuationWired(t *testing.T) {
+	srv := testenv.NATS(t)
+	dir := t.TempDir()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := kp.Seed()
+	os.WriteFile(filepath.Join(dir, "collector.nk"), seed, 0o600)
+	os.WriteFile(filepath.Join(dir, "topo.yaml"), []byte("domains:\n  - {id: ups-1, batteries: [{agent: gw-01, device: b1}], hosts: [h1]}\n"), 0o600)
+	p := filepath.Join(dir, "collector.yaml")
+	os.WriteFile(p, []byte("site: s1\ncollector_id: c1\nnats:\n  servers: ["+srv.ClientURL()+"]\nhttp:\n  listen: 127.0.0.1:0\n"+
+		"evacuation:\n  signing_key: collector.nk\n  topology_file: topo.yaml\n"), 0o644)
+	cfg, err := collector.LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := build(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var body map[string]any
+	testenv.WaitFor(t, 15*time.Second, func() error {
+		resp, err := http.Get("http://" + c.HTTPAddr() + "/api/v1/evacuations")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body = nil
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return fmt.Errorf("not the engine's answer yet: %v", err)
+		}
+		if body["collector"] != "c1" {
+			return fmt.Errorf("answer %v", body)
+		}
+		return nil
+	})
+
+	// A bad section stops the collector before anything starts.
+	os.WriteFile(p, []byte("site: s1\nnats:\n  servers: ["+srv.ClientURL()+"]\nevacuation:\n  signing_key: collector.nk\n  topology_file: nope.yaml\n"), 0o644)
+	var out bytes.Buffer
+	if code := run([]string{"-config", p}, &out); code != 1 || !strings.Contains(out.String(), "nope.yaml") {
+		t.Errorf("bad evacuation section: code %d, %q", code, out.String())
 	}
 }
