@@ -94,6 +94,14 @@ func TestDecodeQuirks(t *testing.T) {
 	wantFault(t, m, "battery.low", drivers.FaultSentinel)
 	wantFault(t, m, "battery.voltage.volts", drivers.FaultSentinel) // primary sentinel, fallback gone
 
+	// An agent failing a whole Get for one object (genErr): only that
+	// point is marked, the others are read.
+	a.SetError("1.3.6.1.4.1.9.7.0", gosnmp.GenErr)
+	m = pollOnce(t, p)
+	wantFault(t, m, "battery.charge.percent", drivers.FaultException)
+	wantValue(t, m, "battery.current.amps", -2.5)
+	a.SetError("1.3.6.1.4.1.9.7.0", gosnmp.NoError)
+
 	// A counter going back far from its top is an agent reset, not a wrap.
 	st.Set(snmpsim.Var{OID: "1.3.6.1.4.1.9.2.0", Type: gosnmp.Counter64, Value: uint64(3)})
 	m = pollOnce(t, p)

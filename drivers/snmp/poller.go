@@ -428,8 +428,18 @@ func (p *Poller) get(ctx context.Context, slots []int) error {
 			slots = slots[h:]
 			continue
 		default:
-			p.markSlots(slots, drivers.FaultException, "error-status "+res.Error.String())
-			return nil
+			// genErr and friends: some agents fail a whole PDU for one bad
+			// object. Halve until the culprit is alone, then mark only it.
+			if len(slots) == 1 {
+				p.markSlots(slots, drivers.FaultException, "error-status "+res.Error.String())
+				return nil
+			}
+			h := len(slots) / 2
+			if err := p.get(ctx, slots[:h]); err != nil {
+				return err
+			}
+			slots = slots[h:]
+			continue
 		}
 		for i, v := range res.Variables {
 			si, ok := p.byOID[v.Name]

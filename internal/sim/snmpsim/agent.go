@@ -24,6 +24,8 @@ type Agent struct {
 	silent      atomic.Bool
 	requests    atomic.Uint64
 	maxBulk     int
+	errMu       sync.Mutex
+	errs        map[string]gosnmp.SNMPError // Get of these OIDs fails the PDU
 	wg          sync.WaitGroup
 	closeOnce   sync.Once
 }
@@ -96,6 +98,31 @@ func (a *Agent) Close() error {
 // SetSilent makes the agent drop every request (a dead device: timeouts).
 func (a *Agent) SetSilent(on bool) { a.silent.Store(on) }
 
+// SetError makes every Get that includes oid fail with status (genErr...),
+// as some agents fail a whole PDU for one object; gosnmp.NoError clears it.
+func (a *Agent) SetError(oid string, status gosnmp.SNMPError) {
+	o, err := parseOID(oid)
+	if err != nil {
+		return
+	}
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	if a.errs == nil {
+		a.errs = map[string]gosnmp.SNMPError{}
+	}
+	if status == gosnmp.NoError {
+		delete(a.errs, o.String())
+		return
+	}
+	a.errs[o.String()] = status
+}
+
+func (a *Agent) errorFor(o oid) gosnmp.SNMPError {
+	a.errMu.Lock()
+	defer a.errMu.Unlock()
+	return a.errs[o.String()]
+}
+
 // Requests counts the requests answered.
 func (a *Agent) Requests() uint64 { return a.requests.Load() }
 
@@ -152,6 +179,9 @@ func (a *Agent) answer(req *gosnmp.SnmpPacket) *gosnmp.SnmpPacket {
 			o, err := parseOID(v.Name)
 			if err != nil {
 				return fail(gosnmp.GenErr, i)
+			}
+			if st := a.errorFor(o); st != gosnmp.NoError {
+				return fail(st, i)
 			}
 			pdu, ok := a.store.get(o)
 			if !ok {
