@@ -71,6 +71,22 @@ func TestOutOfRangeUncorroboratedIsFault(t *testing.T) {
 	}
 }
 
+func TestPinnedHighWithGasIsReal(t *testing.T) {
+	r := newRig(t, nmc)
+	r.run(3*time.Minute, nil)
+	start := r.at
+	r.runEach(time.Minute, func() { r.gas["voc"] = 0.5 + 15*min(r.at.Sub(start).Minutes()*2, 1) })
+	if r.stage("", wire.CategoryGas) != wire.StageWarning {
+		t.Fatal("setup: no gas warning")
+	}
+	r.T[4] = 150 // pinned at the top while the rack vents: real, not a fault
+	r.run(10*time.Second, nil)
+	if got := r.stage(cellComp(4), wire.CategoryThermal); got != wire.StageEmergency {
+		r.dump()
+		t.Fatalf("150 degC with off-gas: thermal %s, want emergency", got)
+	}
+}
+
 func TestPinnedHighWithVoltageCollapseIsReal(t *testing.T) {
 	r := newRig(t, nmc)
 	r.run(time.Minute, nil)

@@ -180,7 +180,7 @@ func selfHeat(tauS, spanMin float64) float64 {
 // All returns the scenario library in a stable order.
 func All() []Scenario {
 	return []Scenario{
-		internalShort(), overcharge(), externalHeating(), offgasFirst(), propagation(),
+		internalShort(), overcharge(), externalHeating(), offgasFirst(), propagation(), lfpHydrogen(),
 		heavyDischarge(), hvacFailure(), singleSpike(), stuckSensor(), sentinels(),
 		commsLoss(), balancingSteps(), normalImbalance(), twoRacks(),
 	}
@@ -369,6 +369,50 @@ func propagation() Scenario {
 				rs = append(rs, runaway{c - 1, onset + 12*minute})
 			}
 			afterOnset(m, rs, 2*minute)
+			return []*model{m}
+		},
+	}
+}
+
+func lfpHydrogen() Scenario {
+	onset := warmup + 96*minute
+	return Scenario{
+		Name:        "lfp_hydrogen",
+		Description: "LFP rack: hydrogen leads by over an hour (x2 of baseline at 44 min, x10 at 60, x100 at 80, runaway at 96 min, [S22]); slow self-heating from 50 min before; LFP's flat OCV hides the short (-20 mV)",
+		Chemistry:   "lfp", Duration: mins(onset/minute + 8),
+		Truth: realTruth("rack-a", warmup, onset),
+		build: func(o Options) []*model {
+			m := newModel("rack-a", o.Rack, "lfp", o.Seed)
+			for i := range m.soc {
+				m.soc[i] = 0.85
+			}
+			c := suspect(o.Rack)
+			// log10(H2 / baseline) against minutes since the anomaly began.
+			knots := [...][2]float64{{30, 0}, {44, 0.301}, {60, 1}, {80, 2}, {96, 2.5}}
+			m.gas = func(t float64) (h2, co, voc float64) {
+				x := (t - warmup) / minute
+				f := 0.0
+				for k := 1; k < len(knots); k++ {
+					a, b := knots[k-1], knots[k]
+					if x >= a[0] {
+						f = a[1] + (b[1]-a[1])*math.Min((x-a[0])/(b[0]-a[0]), 1)
+					}
+				}
+				return 2 * (math.Pow(10, f) - 1), 0, 0
+			}
+			m.heat = func(m *model, i int, t float64) float64 {
+				if i != c {
+					return 0
+				}
+				return selfHeat(onset-t, 50)
+			}
+			m.dv = func(m *model, i int, t float64) float64 {
+				if i != c || t < warmup {
+					return 0
+				}
+				return -0.020 * math.Min((t-warmup)/(onset-warmup), 1)
+			}
+			afterOnset(m, []runaway{{c, onset}}, 0)
 			return []*model{m}
 		},
 	}
