@@ -84,6 +84,7 @@ func TestBadProfiles(t *testing.T) {
   - {name: m.n, type: u16}
   - {name: o.p, address: 65535, type: u32}
   - {name: q.r, address: 70, type: u16, word_order: middle}
+  - {name: s.t, address: 80, type: string, length: 126}
 `, []string{
 			`bad.yaml:8: points[0].type: "u17" is not a Modbus type (u16 s16 u32 s32 u64 s64 f32 f64 string bitfield16 bitfield32 enum16 enum32 bool)`,
 			"bad.yaml:9: points[1].length: a string needs its length in registers",
@@ -95,6 +96,7 @@ func TestBadProfiles(t *testing.T) {
 			"bad.yaml:15: points[7].address: required",
 			"bad.yaml:16: points[8].address: 65535 + 2 registers runs past 65535",
 			`bad.yaml:17: points[9].word_order: "middle" is not big or little`,
+			"bad.yaml:18: points[10].length: 126 registers do not fit one read (at most 125)",
 		}},
 		{"overlaps", head + `points:
   - {name: a.b, address: 10, type: u32}

@@ -387,8 +387,15 @@ func (v *validator) mbPoint(k string, s *mbScope, pt *Point) {
 		v.add(k+".type", "a %s point must be bool", pt.Space)
 	}
 	if t == "string" {
-		if pt.Length < 1 {
+		maxRegs := 125
+		if o := v.p.Modbus; o != nil && o.MaxRegisters > 0 && o.MaxRegisters < 125 {
+			maxRegs = o.MaxRegisters
+		}
+		switch {
+		case pt.Length < 1:
 			v.add(k+".length", "a string needs its length in registers")
+		case pt.Length > maxRegs:
+			v.add(k+".length", "%d registers do not fit one read (at most %d)", pt.Length, maxRegs)
 		}
 	} else if pt.Length != 0 {
 		v.add(k+".length", "only for strings (%s occupies %d registers)", t, modbusTypeRegs[t])
