@@ -25,6 +25,7 @@ func (c *Collector) routes() {
 	c.mux.HandleFunc("/api/v1/evacuations/", c.handleEvacuations)
 	c.mux.HandleFunc("POST /api/v1/ack", c.handleAck)
 	c.mux.HandleFunc("GET /api/v1/events", c.handleEvents)
+	c.mux.Handle("GET /metrics", c.metricsHandler())
 	static, _ := fs.Sub(webFS, "web")
 	c.mux.Handle("/", http.FileServerFS(static))
 }

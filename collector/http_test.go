@@ -164,6 +164,20 @@ func TestHTTPAPI(t *testing.T) {
 		t.Errorf("state after ack %+v", snap.Active)
 	}
 
+	// Prometheus metrics.
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ember_collector_active_alerts{collector="col-1",site="s1"} 1`, `ember_collector_nats_connected{collector="col-1",site="s1"} 1`,
+		`ember_collector_lines_stored_total{collector="col-1",site="s1"}`} {
+		if !bytes.Contains(mb, []byte(want)) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	// The status page and its assets are served, without external URLs.
 	for _, p := range []string{"/", "/app.js", "/style.css"} {
 		resp, err := http.Get(base + p)
