@@ -34,7 +34,7 @@ func TestBadProfiles(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", []string{
 			"bad.yaml:1: a profile must be a YAML mapping (id, vendor, model, ...)",
 		}},
-		{"header", "id: Bad_Id\nprotocol: can\nchemistry: lipo\ncurrent_sign: up\nmatch: {model: \"(\"}\n", []string{
+		{"header", "id: Bad_Id\nprotocol: can\nchemistry: lipo\ncurrent_sign: up\nmatch: {model: \"(\", extra: {lgpAgentDeviceId: \"[\"}}\n", []string{
 			`bad.yaml:1: id: "Bad_Id" must be lower-case letters, digits and single dashes ([a-z0-9-]+)`,
 			"bad.yaml:1: vendor: required",
 			"bad.yaml:1: model: required",
@@ -44,6 +44,7 @@ func TestBadProfiles(t *testing.T) {
 			`bad.yaml:3: chemistry: "lipo" is not one of nmc, lfp, lead_acid (or empty for unknown)`,
 			`bad.yaml:4: current_sign: "up" is not one of discharge_positive, charge_positive`,
 			"bad.yaml:5: match.model: bad regular expression: error parsing regexp: missing closing ): `(?i)(`",
+			"bad.yaml:5: match.extra.lgpAgentDeviceId: bad regular expression: error parsing regexp: missing closing ]: `[`",
 		}},
 		{"unknown keys", head + "colour: red\npoints:\n  - {name: a.b, address: 1, type: u16, adress: 2}\nmodbus: {max_regs: 3}\n", []string{
 			"bad.yaml:7: colour: unknown key",

@@ -115,6 +115,11 @@ func (v *validator) header() {
 			v.add(m.key, "bad regular expression: %v", err)
 		}
 	}
+	for _, name := range sortedKeys(p.Match.Extra) {
+		if _, err := regexp.Compile("(?i)" + p.Match.Extra[name]); err != nil {
+			v.add("match.extra."+name, "bad regular expression: %v", err)
+		}
+	}
 	if p.Modbus != nil && p.Protocol != "modbus" {
 		v.add("modbus", "only for protocol modbus")
 	}
