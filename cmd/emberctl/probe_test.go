@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/emberwatch/emberwatch/drivers/modbus/modbustest"
+	"github.com/emberwatch/emberwatch/drivers/profile"
+	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
 	"github.com/emberwatch/emberwatch/internal/sim/snmpsim"
 	"github.com/emberwatch/emberwatch/internal/testenv"
 )
@@ -108,4 +110,35 @@ func TestProbeModbusOrders(t *testing.T) {
 	out := runProbe(t, "-timeout", "300ms", "-profile", "apc-smart-ups-modbus", "-orders", "battery.runtime.seconds", "modbus://"+u.Host+"?unit=1")
 	wantLines(t, out, "read once with apc-smart-ups-modbus", "raw registers at 128: [0000 0e10]",
 		"big     big     3600 s       true", "little  big     235929600 s  false")
+}
+
+func TestProbeSNMPAPCLiIon(t *testing.T) {
+	set, err := loadProbeProfiles(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := set.Get("apc-powernet")
+	vars, err := snmpsim.FromProfile(prof, snmpsim.ProfileOptions{SysObjectID: "1.3.6.1.4.1.318.1.3.27",
+		Texts:  map[string]string{"ups.identity.model": "Galaxy VS 100kW"},
+		Values: map[string]float64{"battery.chemistry": 4, "string[1].module[2].cell[3].temperature.celsius": 47.5},
+		Rows:   map[string]int{"string": 1, "module": 2, "cell": 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := snmpsim.Serve(t.Context(), "127.0.0.1:0", vars, snmpsim.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	out := runProbe(t, "snmp://127.0.0.1:"+strconv.Itoa(a.Addr().Port))
+	wantLines(t, out, "Galaxy VS 100kW", "read once with apc-powernet", "battery.chemistry", "li_ion (4)",
+		"string[1].module[2].cell[3].temperature.celsius", "47.5 degC")
+	if strings.Contains(out, "eaton-xups") || strings.Contains(out, "liebert-gp") {
+		t.Errorf("other vendors proposed:\n%s", out)
+	}
+}
+
+func loadProbeProfiles(t *testing.T) (*profile.Set, error) {
+	t.Helper()
+	return profile.Load(nil, firmwareprofiles.FS)
 }
