@@ -165,6 +165,20 @@ func outageTest(t *testing.T, outage time.Duration) {
 	if !c.Stats().InfluxDown {
 		t.Error("collector does not report InfluxDB down during the outage")
 	}
+	// Backpressure: the collector holds at most max_in_flight messages;
+	// the backlog waits in JetStream.
+	cons, err := js.Consumer(context.Background(), StreamTelemetry, c.consumerName("telemetry"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := cons.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("during the outage: %d messages held by the collector, %d waiting in JetStream", info.NumAckPending, info.NumPending)
+	if info.NumAckPending > 64 || info.NumPending == 0 && rounds-10 > 64 {
+		t.Errorf("collector holds %d messages (max_in_flight 64), JetStream %d", info.NumAckPending, info.NumPending)
+	}
 	in.Start()
 	testenv.WaitFor(t, 60*time.Second, func() error {
 		if n := countPoints(t, in, "rack-a1"); n != rounds*cells {
