@@ -41,7 +41,7 @@ func appendRecord(dst []byte, subject, msgID string, data []byte, enq time.Time)
 // record is a decoded entry. Its byte slices alias the encoded buffer.
 type record struct {
 	subject, msgID, data []byte
-	enqueued           time.Time
+	enqueued             time.Time
 }
 
 // decodeRecord parses b without copying.
