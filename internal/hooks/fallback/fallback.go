@@ -39,9 +39,13 @@ type Config struct {
 	Quiet time.Duration `yaml:"quiet"`
 	// TrustedIssuers are the collectors' public keys: their signed
 	// evacuations for the domain count as an acknowledgement.
-	TrustedIssuers []string     `yaml:"trusted_issuers"`
-	Hooks          []hooks.Spec `yaml:"-"`
-	// Signer signs the fallback evacuation message (optional).
+	TrustedIssuers []string `yaml:"trusted_issuers"`
+	// SigningKey is an nkey seed file; when set (or Signer is), the
+	// fallback evacuation message is signed so collectors accept it.
+	SigningKey string       `yaml:"signing_key"`
+	Hooks      []hooks.Spec `yaml:"-"`
+	// Signer signs the fallback evacuation message (optional; loaded from
+	// SigningKey when nil).
 	Signer *hooks.Signer `yaml:"-"`
 }
 
@@ -131,6 +135,13 @@ func New(cfg Config, nc *nats.Conn, log *slog.Logger) (*F, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("fallback config: %w", err)
+	}
+	if cfg.Signer == nil && cfg.SigningKey != "" {
+		s, err := hooks.LoadSigner(cfg.SigningKey)
+		if err != nil {
+			return nil, fmt.Errorf("fallback config: signing_key: %w", err)
+		}
+		cfg.Signer = s
 	}
 	// Local hooks are at most once per agent (memory); across agents the
 	// KV lock decides who fires.
