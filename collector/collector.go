@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,7 +50,7 @@ type Collector struct {
 
 	nc        atomic.Pointer[nats.Conn]
 	js        atomic.Pointer[jetstream.JetStream]
-	quarantin atomic.Uint64
+	quarantined atomic.Uint64
 	lines     atomic.Uint64 // telemetry lines passed to storage (or acked without it)
 	started   atomic.Bool
 
@@ -417,8 +416,8 @@ func (c *Collector) followHeartbeats(ctx context.Context, js jetstream.JetStream
 			arrived = now
 		}
 		c.state.applyHeartbeat(hb, md.Sequence.Stream, arrived)
-		if now.Sub(arrived) <= c.cfg.heartbeatTimeout && c.state.commsActive(c.cfg.CollectorID, hb.Agent) {
-			c.publishComms(ctx, hb.Agent, wire.StageNormal, md.Sequence.Stream, now.Sub(arrived), arrived)
+		if raisedBy, ok := c.state.commsActive(hb.Agent); ok && now.Sub(arrived) <= c.cfg.heartbeatTimeout {
+			c.publishComms(ctx, raisedBy, hb.Agent, wire.StageNormal, md.Sequence.Stream, now.Sub(arrived), arrived)
 		}
 	})
 }
@@ -451,10 +450,10 @@ func (c *Collector) watchdog(ctx context.Context, js jetstream.JetStream) error 
 	defer tick.Stop()
 	for {
 		for _, a := range c.state.silentAgents(c.now(), c.cfg.heartbeatTimeout) {
-			if c.state.commsActive(c.cfg.CollectorID, a.Agent) {
-				continue
+			if _, ok := c.state.commsActive(a.Agent); ok {
+				continue // raised already, by this or another collector
 			}
-			c.publishComms(ctx, a.Agent, wire.StageWatch, a.lastSeq, c.now().Sub(a.arrived), a.arrived)
+			c.publishComms(ctx, c.cfg.CollectorID, a.Agent, wire.StageWatch, a.lastSeq, c.now().Sub(a.arrived), a.arrived)
 		}
 		select {
 		case <-ctx.Done():
@@ -464,11 +463,11 @@ func (c *Collector) watchdog(ctx context.Context, js jetstream.JetStream) error 
 	}
 }
 
-// publishComms publishes the collector's comms alert for an agent. The
-// message id depends only on the heartbeat sequence, so that several
-// collectors raising the same condition produce one alert (JetStream
-// de-duplication).
-func (c *Collector) publishComms(ctx context.Context, agent string, stage wire.Stage, seq uint64, age time.Duration, last time.Time) {
+// publishComms publishes a comms alert for an agent, as collector (the
+// one that raised the condition, for a clear). The message id depends only
+// on the heartbeat sequence, so that several collectors raising or
+// clearing the same condition produce one alert (JetStream de-duplication).
+func (c *Collector) publishComms(ctx context.Context, collector, agent string, stage wire.Stage, seq uint64, age time.Duration, last time.Time) {
 	prev := wire.StageNormal
 	summary := fmt.Sprintf("agent %s sends heartbeats again", agent)
 	if stage != wire.StageNormal {
@@ -479,7 +478,7 @@ func (c *Collector) publishComms(ctx context.Context, agent string, stage wire.S
 	now := c.now().UTC()
 	a := wire.Alert{
 		ID:   fmt.Sprintf("comms-%s-%s-%d-%s", c.cfg.Site, agent, seq, stage),
-		Site: c.cfg.Site, Agent: c.cfg.CollectorID, Device: agent,
+		Site: c.cfg.Site, Agent: collector, Device: agent,
 		Category: wire.CategoryComms, Stage: stage, PreviousStage: prev,
 		Signatures: []wire.Signature{{Kind: "heartbeat_age", Value: age.Seconds(), Unit: "s",
 			Threshold: c.cfg.heartbeatTimeout.Seconds()}},
@@ -544,7 +543,7 @@ type Stats struct {
 
 // Stats returns the current counters.
 func (c *Collector) Stats() Stats {
-	s := Stats{LinesStored: c.lines.Load(), Quarantined: c.quarantin.Load(), InfluxDisabled: c.store == nil}
+	s := Stats{LinesStored: c.lines.Load(), Quarantined: c.quarantined.Load(), InfluxDisabled: c.store == nil}
 	if c.store != nil {
 		s.PointsWritten = c.store.written.Load()
 		s.InfluxRetries = c.store.retries.Load()
@@ -556,5 +555,3 @@ func (c *Collector) Stats() Stats {
 	}
 	return s
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

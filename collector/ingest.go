@@ -219,7 +219,7 @@ func (c *Collector) appendTelemetry(b *batch, msg jetstream.Msg, l *lpLine) {
 }
 
 func (c *Collector) quarantine(b *batch, sub wire.Subject, reason string, line []byte, ts int64) {
-	if c.quarantin.Add(1)%1000 == 1 {
+	if c.quarantined.Add(1)%1000 == 1 {
 		c.log.Warn("telemetry line quarantined", "reason", reason, "agent", sub.Agent, "device", sub.Device,
 			"line", truncate(string(line), 200))
 	}

@@ -406,3 +406,59 @@ func TestNATSRestart(t *testing.T) {
 		return nil
 	})
 }
+
+// Two collectors watch one agent: the silence gives one comms alert on the
+// stream, the return one clear, and both states end clear.
+func TestHeartbeatTimeoutTwoCollectors(t *testing.T) {
+	srv := testenv.NATS(t)
+	mod := func(id string) func(*Config) {
+		return func(cfg *Config) { cfg.CollectorID, cfg.HeartbeatTimeout = id, "500ms" }
+	}
+	a := startCollector(t, srv.ClientURL(), nil, mod("col-a"))
+	b := startCollector(t, srv.ClientURL(), nil, mod("col-b"))
+	nc, js := connect(t, srv.ClientURL())
+	beat := func() {
+		p, _ := json.Marshal(wire.Heartbeat{Agent: "gw-07", Site: "s1", Time: time.Now()})
+		nc.Publish(wire.HeartbeatSubject("s1", "gw-07"), p)
+	}
+	for range 3 {
+		beat()
+		time.Sleep(100 * time.Millisecond)
+	}
+	silent := func(want bool) func() error {
+		return func() error {
+			for _, c := range []*running{a, b} {
+				s := c.State().Snapshot(false)
+				if len(s.Agents) != 1 || s.Agents[0].Silent != want || (len(s.Active) == 1) != want {
+					return fmt.Errorf("%s: agents %+v active %d", c.cfg.CollectorID, s.Agents, len(s.Active))
+				}
+			}
+			return nil
+		}
+	}
+	testenv.WaitFor(t, 5*time.Second, silent(true))
+	stop := make(chan struct{})
+	beating := make(chan struct{})
+	go func() { // the agent is back for good
+		defer close(beating)
+		for {
+			beat()
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-beating }()
+	testenv.WaitFor(t, 5*time.Second, silent(false))
+	time.Sleep(300 * time.Millisecond) // a second collector's duplicate would have arrived by now
+	st, err := js.Stream(context.Background(), StreamAlerts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(context.Background())
+	if info.State.Msgs != 2 {
+		t.Errorf("%d alerts on the stream, want 2 (one raise, one clear)", info.State.Msgs)
+	}
+}

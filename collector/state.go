@@ -434,17 +434,18 @@ func (s *State) silentAgents(now time.Time, timeout time.Duration) []agentState 
 	return out
 }
 
-// commsActive reports whether a comms condition raised by collector for
-// agent is active, so that a restarted collector does not raise it again.
-func (s *State) commsActive(collector, agent string) bool {
+// commsActive reports whether a collector's comms condition for agent is
+// active, and which collector raised it, so that no collector raises it
+// again and the clear goes to the same condition.
+func (s *State) commsActive(agent string) (collector string, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, c := range s.conditions {
-		if c.Alert.Category == wire.CategoryComms && c.Alert.Device == agent && c.Alert.Stage > wire.StageNormal {
-			return true
+		if c.Alert.Category == wire.CategoryComms && c.Alert.Device == agent && c.Alert.Component == "" && c.Alert.Stage > wire.StageNormal {
+			return c.Alert.Agent, true
 		}
 	}
-	return false
+	return "", false
 }
 
 // --- snapshots served over HTTP ---
