@@ -31,7 +31,7 @@ type round struct {
 }
 
 // queueDepth is how many rounds may wait for the processor per device.
-const queueDepth = 8
+const queueDepth = 4
 
 // device is the runtime of one configured device.
 type device struct {

@@ -34,6 +34,8 @@ type group struct {
 	med      float64
 	ok       bool
 	lastVary int64 // last time a non-stuck member's raw value changed
+	str      bool  // a whole-string fallback group: computed only when needed
+	need     bool
 }
 
 // hygiene is the per-sensor state of the checks run before any rule.
@@ -62,6 +64,7 @@ type tempEnt struct {
 	idx      int32 // reading index
 	kind     int8
 	grp      int32 // -1: none
+	sgrp     int32 // whole-string fallback group of a cell, -1
 	volt     int32 // voltage entity of the same cell, -1
 	comp     string
 	dT       float64
@@ -82,6 +85,7 @@ type voltEnt struct {
 	bal        int32 // balancing reading index, -1
 	temp       int32 // temperature entity of the same cell, -1
 	grp        int32
+	sgrp       int32 // whole-string fallback group, -1
 	str        int32 // current index, -1
 	cellNo     int
 	nb         [2]int32 // neighbour voltage entities in the group, -1
@@ -221,10 +225,14 @@ func (d *Detector) bind() {
 		idx := int32(i)
 		switch {
 		case p.Field == "temperature.celsius" && p.Component != "":
-			e := tempEnt{idx: idx, comp: p.Component, volt: -1}
+			e := tempEnt{idx: idx, comp: p.Component, volt: -1, sgrp: -1}
 			if parent, _, ok := cellParent(p.Component); ok {
 				e.kind = kindCell
 				e.grp = getGroup(tg, &d.tgrps, "cells:"+parent)
+				if s := stringOf(p.Component); s != "" && s != parent {
+					e.sgrp = getGroup(tg, &d.tgrps, "cellstr:"+s)
+					d.tgrps[e.sgrp].str = true
+				}
 				tempOf[p.Component] = int32(len(d.temps))
 			} else {
 				e.kind = kindModule
@@ -232,15 +240,20 @@ func (d *Detector) bind() {
 			}
 			d.temps = append(d.temps, e)
 		case p.Field == "battery.temperature.celsius":
-			d.temps = append(d.temps, tempEnt{idx: idx, comp: "battery", kind: kindSingle, grp: -1, volt: -1})
+			d.temps = append(d.temps, tempEnt{idx: idx, comp: "battery", kind: kindSingle, grp: -1, sgrp: -1, volt: -1})
 		case p.Field == "voltage.volts" && p.Component != "":
 			parent, n, ok := cellParent(p.Component)
 			if !ok {
 				continue // string and module voltages are not used by the rules
 			}
 			voltOf[p.Component] = int32(len(d.volts))
-			d.volts = append(d.volts, voltEnt{idx: idx, comp: p.Component, cellNo: n, bal: -1, temp: -1, str: -1,
-				grp: getGroup(vg, &d.vgrps, parent)})
+			v := voltEnt{idx: idx, comp: p.Component, cellNo: n, bal: -1, temp: -1, str: -1, sgrp: -1,
+				grp: getGroup(vg, &d.vgrps, parent)}
+			if s := stringOf(p.Component); s != "" && s != parent {
+				v.sgrp = getGroup(vg, &d.vgrps, "cellstr:"+s)
+				d.vgrps[v.sgrp].str = true
+			}
+			d.volts = append(d.volts, v)
 		case p.Field == "balancing" && p.Component != "":
 			balOf[p.Component] = idx
 		case p.Field == "current.amps" && strings.HasPrefix(p.Component, "string/"):
@@ -275,6 +288,9 @@ func (d *Detector) bind() {
 		if e.grp >= 0 {
 			d.tgrps[e.grp].members = append(d.tgrps[e.grp].members, int32(i))
 		}
+		if e.sgrp >= 0 {
+			d.tgrps[e.sgrp].members = append(d.tgrps[e.sgrp].members, int32(i))
+		}
 		if v, ok := voltOf[e.comp]; ok {
 			e.volt = v
 		}
@@ -282,6 +298,9 @@ func (d *Detector) bind() {
 	for i := range d.volts {
 		v := &d.volts[i]
 		d.vgrps[v.grp].members = append(d.vgrps[v.grp].members, int32(i))
+		if v.sgrp >= 0 {
+			d.vgrps[v.sgrp].members = append(d.vgrps[v.sgrp].members, int32(i))
+		}
 		if b, ok := balOf[v.comp]; ok {
 			v.bal = b
 		}
@@ -296,6 +315,9 @@ func (d *Detector) bind() {
 		v.nb = [2]int32{-1, -1}
 	}
 	for gi := range d.vgrps {
+		if d.vgrps[gi].str {
+			continue // neighbours are within a module
+		}
 		m := d.vgrps[gi].members
 		for _, a := range m {
 			for _, b := range m {
@@ -778,17 +800,31 @@ func (d *Detector) stepVolts(now int64, rs []drivers.Reading) {
 		}
 		h.accept(now, x)
 	}
-	for gi := range d.vgrps {
-		g := &d.vgrps[gi]
-		vals := d.medScr[:0]
-		for _, m := range g.members {
-			if d.volts[m].h.valid && !d.volts[m].collapsed {
-				vals = append(vals, d.volts[m].h.val)
+	for pass := range 2 {
+		for gi := range d.vgrps {
+			g := &d.vgrps[gi]
+			if g.str != (pass == 1) || (g.str && !g.need) {
+				continue
+			}
+			g.need = false
+			vals := d.medScr[:0]
+			for _, m := range g.members {
+				if d.volts[m].h.valid && !d.volts[m].collapsed {
+					vals = append(vals, d.volts[m].h.val)
+				}
+			}
+			g.ok = len(vals) >= 3
+			if g.ok {
+				g.med = median(vals)
 			}
 		}
-		g.ok = len(vals) >= 3
-		if g.ok {
-			g.med = median(vals)
+		if pass == 0 {
+			// A module with too few valid cells falls back to its string.
+			for i := range d.volts {
+				if v := &d.volts[i]; v.sgrp >= 0 && !d.vgrps[v.grp].ok {
+					d.vgrps[v.sgrp].need = true
+				}
+			}
 		}
 	}
 }
@@ -862,18 +898,32 @@ func (d *Detector) stepTemps(now int64, tsec float64, rs []drivers.Reading) {
 		}
 		h.accept(now, x)
 	}
-	// Peer medians.
-	for gi := range d.tgrps {
-		g := &d.tgrps[gi]
-		vals := d.medScr[:0]
-		for _, m := range g.members {
-			if d.temps[m].h.valid {
-				vals = append(vals, d.temps[m].h.val)
+	// Peer medians; a module with too few valid cells falls back to its
+	// string's median.
+	for pass := range 2 {
+		for gi := range d.tgrps {
+			g := &d.tgrps[gi]
+			if g.str != (pass == 1) || (g.str && !g.need) {
+				continue
+			}
+			g.need = false
+			vals := d.medScr[:0]
+			for _, m := range g.members {
+				if d.temps[m].h.valid {
+					vals = append(vals, d.temps[m].h.val)
+				}
+			}
+			g.ok = len(vals) >= 3
+			if g.ok {
+				g.med = median(vals)
 			}
 		}
-		g.ok = len(vals) >= 3
-		if g.ok {
-			g.med = median(vals)
+		if pass == 0 {
+			for i := range d.temps {
+				if e := &d.temps[i]; e.sgrp >= 0 && !d.tgrps[e.grp].ok {
+					d.tgrps[e.sgrp].need = true
+				}
+			}
 		}
 	}
 	window := math.Max(float64(th.SlopeWindow)/1e9, float64(th.SlopeMinSamples)*d.period)
@@ -886,7 +936,7 @@ func (d *Detector) stepTemps(now int64, tsec float64, rs []drivers.Reading) {
 	d.envMax, d.envMaxComp, d.rackSum, d.rackN = math.Inf(-1), "", 0, 0
 	for gi := range d.tgrps {
 		g := &d.tgrps[gi]
-		if g.ok && len(g.members) > 0 && d.temps[g.members[0]].kind == kindCell {
+		if !g.str && g.ok && len(g.members) > 0 && d.temps[g.members[0]].kind == kindCell {
 			d.rackSum += g.med
 			d.rackN++
 		}
@@ -910,7 +960,7 @@ func (d *Detector) envCand(e *tempEnt, valid bool) {
 func (d *Detector) tempCorroborated(e *tempEnt) bool {
 	if e.volt >= 0 {
 		v := &d.volts[e.volt]
-		if v.collapsed || (v.h.valid && d.vgrps[v.grp].ok && v.h.val < (1-d.cfg.Electrical.Collapse)*d.vgrps[v.grp].med) {
+		if med, ok := d.vmed(v); v.collapsed || (v.h.valid && ok && v.h.val < (1-d.cfg.Electrical.Collapse)*med) {
 			return true
 		}
 		if !v.h.valid && v.h.badN > 0 && e.hasDT && e.dT >= d.cfg.Thermal.DeltaWarn {
@@ -954,8 +1004,8 @@ func (d *Detector) tempRules(e *tempEnt, now int64, tsec, window, minGap float64
 	}
 	x := h.val
 	e.hasDT = false
-	if e.grp >= 0 && d.tgrps[e.grp].ok {
-		e.dT = x - d.tgrps[e.grp].med
+	if med, ok := d.tmed(e); ok {
+		e.dT = x - med
 		e.hasDT = true
 		e.ser.add(tsec, e.dT, minGap)
 	} else {
@@ -1003,7 +1053,8 @@ func (d *Detector) tempRules(e *tempEnt, now int64, tsec, window, minGap float64
 	collapse := false
 	if e.volt >= 0 {
 		v := &d.volts[e.volt]
-		collapse = v.collapsed || (v.h.valid && d.vgrps[v.grp].ok && v.h.val < (1-d.cfg.Electrical.Collapse)*d.vgrps[v.grp].med)
+		med, ok := d.vmed(v)
+		collapse = v.collapsed || (v.h.valid && ok && v.h.val < (1-d.cfg.Electrical.Collapse)*med)
 	}
 	c.rs[tRunawayRate].eval(now, e.rateSpan >= th.RunawayRateFor.ns() && (collapse || x >= th.TempWarn), false, 0, rate, th.RunawayRate)
 	if x >= th.TempEmergency && (e.realHi || (rel && dT >= th.DeltaCrit)) {
@@ -1014,6 +1065,29 @@ func (d *Detector) tempRules(e *tempEnt, now int64, tsec, window, minGap float64
 	c.rs[tRunawayTemp].eval(now, e.hiN >= 3, false, 0, x, th.TempEmergency)
 	c.computeEvidence()
 	d.envCand(e, true)
+}
+
+// tmed returns a temperature sensor's peer median: its module's, or its
+// string's when the module has too few valid cells.
+func (d *Detector) tmed(e *tempEnt) (float64, bool) {
+	if e.grp >= 0 && d.tgrps[e.grp].ok {
+		return d.tgrps[e.grp].med, true
+	}
+	if e.sgrp >= 0 && d.tgrps[e.sgrp].ok {
+		return d.tgrps[e.sgrp].med, true
+	}
+	return 0, false
+}
+
+// vmed is tmed for cell voltages.
+func (d *Detector) vmed(v *voltEnt) (float64, bool) {
+	if d.vgrps[v.grp].ok {
+		return d.vgrps[v.grp].med, true
+	}
+	if v.sgrp >= 0 && d.vgrps[v.sgrp].ok {
+		return d.vgrps[v.sgrp].med, true
+	}
+	return 0, false
 }
 
 // rate returns the rise in °C/s since the previous accepted sample, and

@@ -2,7 +2,9 @@ package detect_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -635,5 +637,39 @@ func TestGarbageNeverPanics(t *testing.T) {
 	}
 	if r.max(wire.CategorySensorFault) != wire.StageWatch {
 		t.Fatal("garbage not reported as sensor_fault")
+	}
+}
+
+// TestStringMedianFallback: modules of two cells have no usable module
+// median, so cells are compared with their string.
+func TestStringMedianFallback(t *testing.T) {
+	var pts []*drivers.Point
+	for j := 1; j <= 4; j++ {
+		for k := 1; k <= 2; k++ {
+			pts = append(pts, drivers.NewPoint(fmt.Sprintf("string[1].module[%d].cell[%d].temperature.celsius", j, k), "degC", drivers.KindNumber))
+		}
+	}
+	d := detect.New(nmc, "rack-s", pts)
+	rs := make([]drivers.Reading, len(pts))
+	rng := rand.New(rand.NewPCG(3, 4))
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var got wire.Stage
+	for i := range 20 * 60 {
+		for k := range rs {
+			v := 25 + 0.15*rng.NormFloat64()
+			if k == 5 && i > 60 {
+				v += 0.5 * float64(i-60) / 60 // +0.5 degC/min from minute 1
+			}
+			rs[k] = drivers.Reading{Point: pts[k], Value: q(v, 0.1)}
+		}
+		d.Step(at, rs, nil, func(a wire.Alert) {
+			if a.Component == "string/1/module/3/cell/2" && a.Category == wire.CategoryThermal {
+				got = max(got, a.Stage)
+			}
+		})
+		at = at.Add(time.Second)
+	}
+	if got != wire.StageWarning {
+		t.Fatalf("hot cell in a 2-cell module: thermal %s, want warning via the string median", got)
 	}
 }

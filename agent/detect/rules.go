@@ -29,8 +29,8 @@ func (d *Detector) stepVoltRules(now int64) {
 		}
 		s.rs[sVoltStuck].eval(now, h.stuck, false, 0, stuckFor, float64(d.cfg.Hygiene.StuckAfter)/1e9)
 		s.computeEvidence()
-		g := &d.vgrps[v.grp]
-		if !h.valid || !g.ok {
+		med, medOK := d.vmed(v)
+		if !h.valid || !medOK {
 			continue // unknown: hold evidence
 		}
 		x := h.val
@@ -43,7 +43,7 @@ func (d *Detector) stepVoltRules(now int64) {
 			absI = 0
 		}
 		allow := absI * el.CurrentAllowance
-		v.dV = x - g.med
+		v.dV = x - med
 		masked := v.balNow || now < v.balUntil
 		for _, n := range v.nb {
 			if n >= 0 && (d.volts[n].balNow || now < d.volts[n].balUntil) {

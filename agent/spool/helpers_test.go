@@ -35,7 +35,10 @@ func testLogger(t testing.TB) *slog.Logger {
 func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
-		nats.RetryOnFailedConnect(true), nats.Timeout(2*time.Second))
+		nats.RetryOnFailedConnect(true), nats.Timeout(2*time.Second),
+		// No reconnect buffer: a publish while disconnected fails at once
+		// instead of being replayed, out of the spool's order, on reconnect.
+		nats.ReconnectBufSize(-1))
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}
