@@ -78,7 +78,9 @@ type SNMPBlock struct {
 	// IndexColumn is a column whose value is the instance number.
 	IndexColumn string `yaml:"index_column,omitempty"`
 	// Select keeps the rows whose Column equals Equals (a number, a string
-	// or an OID, compared as text).
+	// or an OID, compared as text). A select block without a name takes
+	// the first matching row only, so its points need no placeholder
+	// (Liebert's battery measurement point -> battery.voltage.volts).
 	Select *SNMPSelect `yaml:"select,omitempty"`
 	// ParentColumn (nested table blocks only) holds, in each row, the
 	// index of the enclosing block's row it belongs to.

@@ -151,8 +151,8 @@ func (v *validator) snmpBlock(k string, b *Block, nested bool) {
 	if b.MaxRows < 0 || b.MaxRows > 100000 {
 		v.add(k+".max_rows", "%d is outside 1..100000", b.MaxRows)
 	}
-	if b.Name == "" {
-		v.add(k+".name", "required (the row's placeholder)")
+	if b.Name == "" && b.Select == nil {
+		v.add(k+".name", "required (the row's placeholder); only a select block picking one row may go without")
 	}
 	for i := range b.Points {
 		v.snmpPoint(fmt.Sprintf("%s.points[%d]", k, i), &b.Points[i])
