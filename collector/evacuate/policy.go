@@ -261,7 +261,8 @@ func EvacID(site, domain string, drill bool, firstAlert string) string {
 	return "ev-" + domain + "-" + hex.EncodeToString(h[:6])
 }
 
-// Alert feeds one alert at now and returns the decisions it causes.
+// Alert feeds one alert at now and returns the decisions it causes (none
+// for an alert id already seen).
 func (p *Policy) Alert(now time.Time, a wire.Alert) []Decision {
 	d := Decision{Time: now, AlertID: a.ID, Drill: a.Drill}
 	ignore := func(why string, args ...any) []Decision {
@@ -272,7 +273,9 @@ func (p *Policy) Alert(now time.Time, a wire.Alert) []Decision {
 		return ignore("alert without id")
 	}
 	if _, dup := p.seen[a.ID]; dup {
-		return ignore("duplicate delivery of alert %s", a.ID)
+		// The same alert from the engine's subscription and from the
+		// collector's stream replay, or a redelivery: already decided.
+		return nil
 	}
 	p.seen[a.ID] = now
 	if a.Site != "" && a.Site != p.site {

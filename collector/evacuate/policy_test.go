@@ -180,8 +180,8 @@ func TestPolicyNeverActsOnBenignOrFaultAlerts(t *testing.T) {
 	// A duplicate delivery of a real alert is ignored the second time.
 	a := alert("r1", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageWarning, t0)
 	p.Alert(t0, a)
-	if ds := p.Alert(t0, a); ds[0].Action != ActIgnore {
-		t.Fatalf("duplicate → %s", ds[0].Action)
+	if ds := p.Alert(t0, a); len(ds) != 0 {
+		t.Fatalf("duplicate → %s", actions(ds))
 	}
 }
 
