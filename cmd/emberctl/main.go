@@ -23,7 +23,7 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"profile":          {"profile lint FILE...: validate firmware profiles", cmdProfile},
+		"profile":          {"profile lint FILE... | list | show ID: validate, list and expand firmware profiles", cmdProfile},
 		"probe":            {"probe URL: identify a device, propose a profile, read it once", cmdProbe},
 		"replay":           {"replay FILE...: run the detector over recorded telemetry, print alerts as JSON lines", cmdReplay},
 		"detection-report": {"detection-report: scenario library through the detector vs a fixed 60 degC alarm", cmdDetectionReport},
