@@ -429,7 +429,15 @@ func summary(device string, c *cond, sigs []wire.Signature, why []string) string
 		} else {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s %s %s >= %s", s.Kind, strconv.FormatFloat(s.Value, 'g', 4, 64), s.Unit, strconv.FormatFloat(s.Threshold, 'g', 4, 64))
+		b.WriteString(s.Kind)
+		b.WriteByte(' ')
+		b.WriteString(strconv.FormatFloat(s.Value, 'g', 4, 64))
+		if s.Unit != "" {
+			b.WriteByte(' ')
+			b.WriteString(s.Unit)
+		}
+		b.WriteString(", limit ")
+		b.WriteString(strconv.FormatFloat(s.Threshold, 'g', 4, 64))
 		if i == len(sigs)-1 {
 			b.WriteString(")")
 		}
