@@ -165,16 +165,15 @@ func (s *store) setup(ctx context.Context) error {
 // query runs one InfluxQL statement and fails on an HTTP or statement error.
 func (s *store) query(ctx context.Context, q string) error {
 	form := url.Values{"q": {q}}
-	if u, p, ok := strings.Cut(s.cfg.Token, ":"); ok {
-		form.Set("u", u)
-		form.Set("p", p)
-	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.cfg.URL, "/")+"/query",
 		strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if u, p, ok := strings.Cut(s.cfg.Token, ":"); ok {
+		req.SetBasicAuth(u, p)
+	}
 	resp, err := s.hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("influx query %q: %w", q, err)

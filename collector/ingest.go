@@ -77,6 +77,10 @@ func (c *Collector) storeTelemetry(ctx context.Context, js jetstream.JetStream, 
 		}
 	}()
 	stopLimit := context.AfterFunc(ctx, func() {
+		if c.store != nil && c.store.down.Load() {
+			cancelFlush() // InfluxDB is failing: JetStream redelivers instead
+			return
+		}
 		time.AfterFunc(10*time.Second, cancelFlush) // hard limit for the final flush
 	})
 	defer stopLimit()

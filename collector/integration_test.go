@@ -462,3 +462,57 @@ func TestHeartbeatTimeoutTwoCollectors(t *testing.T) {
 		t.Errorf("%d alerts on the stream, want 2 (one raise, one clear)", info.State.Msgs)
 	}
 }
+
+// With auth on, the token "user:password" writes and creates the database
+// and retention policy; a wrong token loses nothing: the messages stay
+// unacked in JetStream.
+func TestInfluxAuthAndCreate(t *testing.T) {
+	in := testenv.StartInfluxWith(t, testenv.InfluxOptions{User: "admin", Password: "s3cret"})
+	srv := testenv.NATS(t)
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	c := startCollector(t, srv.ClientURL(), in, func(cfg *Config) {
+		cfg.Influx.Token = "admin:s3cret"
+		cfg.Influx.Database, cfg.Influx.RetentionPolicy, cfg.Influx.Retention = "ember2", "raw", "7d"
+		cfg.Influx.CreateDatabase = true
+	})
+	_, js := connect(t, srv.ClientURL())
+	publishRounds(t, js, "rack-a1", base, 5, 2, 0)
+	in.Database = "ember2"
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		rows := in.Query(t, `SELECT count("temperature.celsius") FROM "raw"."ember"`)
+		if len(rows) != 1 || rows[0][1].(json.Number).String() != "10" {
+			return fmt.Errorf("rows %v", rows)
+		}
+		return nil
+	})
+	rps := in.Query(t, `SHOW RETENTION POLICIES ON "ember2"`)
+	found := false
+	for _, r := range rps {
+		if r[0] == "raw" && r[1] == "168h0m0s" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("retention policies %v", rps)
+	}
+	c.stop(t)
+
+	// Wrong password: nothing stored, nothing acked, InfluxDB reported down.
+	bad := startCollector(t, srv.ClientURL(), in, func(cfg *Config) {
+		cfg.CollectorID = "col-bad"
+		cfg.Influx.Token = "admin:wrong"
+		cfg.Influx.Database, cfg.Influx.RetentionPolicy = "ember2", "raw"
+	})
+	publishRounds(t, js, "rack-a2", base, 5, 2, 0)
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if !bad.Stats().InfluxDown || bad.Stats().InfluxRetries < 2 {
+			return fmt.Errorf("stats %+v", bad.Stats())
+		}
+		return nil
+	})
+	cons, _ := js.Consumer(context.Background(), StreamTelemetry, bad.consumerName("telemetry"))
+	info, _ := cons.Info(context.Background())
+	if info.NumAckPending+int(info.NumPending) != 5 || bad.Stats().LinesStored != 0 {
+		t.Errorf("unacked %d + pending %d, want the 5 messages kept; stored %d", info.NumAckPending, info.NumPending, bad.Stats().LinesStored)
+	}
+}

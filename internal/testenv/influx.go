@@ -21,12 +21,13 @@ type Influx struct {
 	URL      string // http://127.0.0.1:PORT
 	Database string // created at start
 
-	t    testing.TB
-	bin  string
-	dir  string
-	conf string
-	cmd  *exec.Cmd
-	log  *os.File
+	t              testing.TB
+	user, password string
+	bin            string
+	dir            string
+	conf           string
+	cmd            *exec.Cmd
+	log            *os.File
 }
 
 // StartInflux starts influxd (from TOOLS_BIN or PATH; skips the test when
@@ -34,6 +35,19 @@ type Influx struct {
 // "telemetry". It is killed by PID at the end of the test; its log is
 // printed if the test failed.
 func StartInflux(t testing.TB) *Influx {
+	t.Helper()
+	return StartInfluxWith(t, InfluxOptions{})
+}
+
+// InfluxOptions changes how StartInfluxWith sets influxd up.
+type InfluxOptions struct {
+	// User and Password, when set, turn auth-enabled on and create this
+	// admin user; queries of the harness then authenticate as it.
+	User, Password string
+}
+
+// StartInfluxWith is StartInflux with options.
+func StartInfluxWith(t testing.TB, opt InfluxOptions) *Influx {
 	t.Helper()
 	bin := Need(t, "influxd")
 	dir := t.TempDir()
@@ -52,12 +66,12 @@ bind-address = "127.0.0.1:%d"
 [http]
   bind-address = "127.0.0.1:%d"
   flux-enabled = false
-  auth-enabled = false
+  auth-enabled = %t
   log-enabled = false
 [logging]
   level = "warn"
   suppress-logo = true
-`, ports[0], filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), ports[1])
+`, ports[0], filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), ports[1], opt.User != "")
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("influx config: %v", err)
 	}
@@ -72,6 +86,11 @@ bind-address = "127.0.0.1:%d"
 		}
 	})
 	in.Start()
+	if opt.User != "" {
+		// Allowed without credentials while no user exists.
+		in.Exec(t, fmt.Sprintf(`CREATE USER "%s" WITH PASSWORD '%s' WITH ALL PRIVILEGES`, opt.User, opt.Password))
+		in.user, in.password = opt.User, opt.Password
+	}
 	in.Exec(t, `CREATE DATABASE "telemetry"`)
 	return in
 }
@@ -170,7 +189,15 @@ type influxResult struct {
 
 func (in *Influx) query(q string) ([]influxResult, error) {
 	form := url.Values{"q": {q}, "db": {in.Database}, "epoch": {"ns"}}
-	resp, err := http.PostForm(in.URL+"/query", form)
+	req, err := http.NewRequest(http.MethodPost, in.URL+"/query", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if in.user != "" {
+		req.SetBasicAuth(in.user, in.password)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
