@@ -63,6 +63,7 @@ type Hygiene struct {
 	TempSentinels []float64 `yaml:"temp_sentinels"` // exact values that mean "not available"
 	VoltSentinels []float64 `yaml:"volt_sentinels"`
 	GasMax        float64   `yaml:"gas_max"`         // ppm; above = invalid
+	CurrentMax    float64   `yaml:"current_max"`     // A; |I| above = unknown
 	SpikeJump     float64   `yaml:"spike_jump"`      // °C jump between samples that is held for one-sample look-ahead
 	SpikeReturn   float64   `yaml:"spike_return"`    // °C: a held jump that comes back within this is a spike
 	StuckAfter    Duration  `yaml:"stuck_after"`     // bit-identical for this long while peers vary = stuck
@@ -166,6 +167,7 @@ func DefaultConfig(chemistry string) Config {
 			TempSentinels: []float64{6553.5, 6553.4, 3276.7, -3276.8, 3276.8, 65535, 32767, -32768, 32768, -40, 0},
 			VoltSentinels: []float64{65.535, 65.534, 32.767, -32.768, 6553.5, 0},
 			GasMax:        100000,
+			CurrentMax:    5000,
 			SpikeJump:     15, SpikeReturn: 2,
 			StuckAfter:    Duration(120 * time.Second),
 			CommsMissed:   3,
@@ -252,6 +254,7 @@ func (c *Config) problems() []keyErr {
 		bad("hygiene.volt_min", "must be below volt_max (%g >= %g)", h.VoltMin, h.VoltMax)
 	}
 	pos("hygiene.spike_jump", h.SpikeJump)
+	pos("hygiene.current_max", h.CurrentMax)
 	pos("hygiene.stuck_after", float64(h.StuckAfter))
 	if h.CommsMissed < 1 {
 		bad("hygiene.comms_missed", "must be at least 1, got %d", h.CommsMissed)

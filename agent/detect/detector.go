@@ -673,15 +673,19 @@ func (d *Detector) roundLost(rs []drivers.Reading) bool {
 }
 
 func (d *Detector) readCurrents(rs []drivers.Reading) {
+	// Implausible currents are unknown: a garbage 1e300 A would otherwise
+	// "explain" any voltage deviation.
+	lim := d.cfg.Hygiene.CurrentMax
+	ok := func(r *drivers.Reading) bool { return r.OK() && math.Abs(r.Value) <= lim }
 	for i, idx := range d.currents {
 		d.curI[i] = math.NaN()
-		if r := &rs[idx]; r.OK() {
+		if r := &rs[idx]; ok(r) {
 			d.curI[i] = r.Value
 		}
 	}
 	d.curI[len(d.currents)] = math.NaN()
 	if d.battCurrent >= 0 {
-		if r := &rs[d.battCurrent]; r.OK() {
+		if r := &rs[d.battCurrent]; ok(r) {
 			d.curI[len(d.currents)] = r.Value
 		}
 	}

@@ -673,3 +673,34 @@ func TestStringMedianFallback(t *testing.T) {
 		t.Fatalf("hot cell in a 2-cell module: thermal %s, want warning via the string median", got)
 	}
 }
+
+// TestRunawayRateRule: the GB 38031 pattern (>= 1 degC/s for >= 3 s with
+// the voltage collapsing) is an emergency on its own.
+func TestRunawayRateRule(t *testing.T) {
+	r := newRig(t, nmc)
+	r.run(time.Minute, nil)
+	r.T[3] = 58
+	r.run(3*time.Second, nil) // held once as a jump, then accepted
+	for range 6 {
+		r.T[3] += 2
+		r.V[3] *= 0.85
+		r.step(nil)
+	}
+	a, ok := r.first(wire.CategoryThermal, wire.StageEmergency)
+	if !ok || !hasSig(a, "cell_temp_rise") {
+		r.dump()
+		t.Fatalf("2 degC/s with collapse: want emergency with cell_temp_rise, got %+v", a)
+	}
+}
+
+func TestImplausibleCurrentIsUnknown(t *testing.T) {
+	r := newRig(t, nmc)
+	r.I = 1e300 // garbage must not "explain" the deviation below
+	r.run(time.Minute, nil)
+	r.V[3] -= 0.080
+	r.run(45*time.Second, nil)
+	if got := r.stage(cellComp(3), wire.CategoryElectrical); got != wire.StageWarning {
+		r.dump()
+		t.Fatalf("-80 mV with a garbage current: %s, want warning", got)
+	}
+}
