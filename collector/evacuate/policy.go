@@ -345,8 +345,15 @@ func (p *Policy) Alert(now time.Time, a wire.Alert) []Decision {
 	return append(out, p.escalate(now, key, ev, ds, &a, d)...)
 }
 
+// Bounds on per-evacuation evidence, so that a chattering sensor cannot
+// grow memory and message size without limit.
+const (
+	maxAlertIDs = 64
+	maxVotes    = 256
+)
+
 func (p *Policy) absorb(ev *Evac, a *wire.Alert) {
-	if !slices.Contains(ev.AlertIDs, a.ID) {
+	if len(ev.AlertIDs) < maxAlertIDs && !slices.Contains(ev.AlertIDs, a.ID) {
 		ev.AlertIDs = append(ev.AlertIDs, a.ID)
 	}
 	for _, f := range family(a) {
@@ -361,8 +368,19 @@ func (p *Policy) absorb(ev *Evac, a *wire.Alert) {
 	sort.Strings(ev.Agents)
 }
 
+// pruneVotes drops votes older than the evidence window, and keeps at
+// most 2*maxVotes. Votes are in arrival order, so both are a prefix.
 func (p *Policy) pruneVotes(ds *domainState, now time.Time) {
-	ds.votes = slices.DeleteFunc(ds.votes, func(v vote) bool { return now.Sub(v.at) > p.cfg.EvidenceWindow })
+	i := 0
+	for i < len(ds.votes) && now.Sub(ds.votes[i].at) > p.cfg.EvidenceWindow {
+		i++
+	}
+	if len(ds.votes)-i > 2*maxVotes {
+		i = len(ds.votes) - maxVotes // amortised: cut in halves, not per vote
+	}
+	// Re-slicing drops the prefix; the next append that outgrows the array
+	// copies only what is kept.
+	ds.votes = ds.votes[i:]
 }
 
 // corroborated reports whether the votes satisfy a rule, and which.
