@@ -23,6 +23,7 @@ type lpField struct {
 }
 
 type lpLine struct {
+	esc         bool // the line has a backslash somewhere
 	measurement []byte
 	tags        []lpTag
 	fields      []lpField
@@ -76,7 +77,7 @@ func scanUntil(b []byte, i int, s1, s2, s3 byte) int {
 
 // unesc removes backslash escapes, copying into scratch only if needed.
 func (l *lpLine) unesc(b []byte) []byte {
-	if bytes.IndexByte(b, '\\') < 0 {
+	if !l.esc || bytes.IndexByte(b, '\\') < 0 {
 		return b
 	}
 	start := len(l.scratch)
@@ -93,6 +94,7 @@ func (l *lpLine) unesc(b []byte) []byte {
 func (l *lpLine) parse(b []byte) error {
 	l.tags, l.fields, l.scratch = l.tags[:0], l.fields[:0], l.scratch[:0]
 	l.hasTS, l.ts = false, 0
+	l.esc = bytes.IndexByte(b, '\\') >= 0
 	i := scanUntil(b, 0, ',', ' ', ' ')
 	if i == 0 {
 		return fmt.Errorf("%w: empty measurement", errLP)
