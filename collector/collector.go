@@ -48,11 +48,11 @@ type Collector struct {
 	handlers []AlertHandler
 	parts    []part
 
-	nc        atomic.Pointer[nats.Conn]
-	js        atomic.Pointer[jetstream.JetStream]
+	nc          atomic.Pointer[nats.Conn]
+	js          atomic.Pointer[jetstream.JetStream]
 	quarantined atomic.Uint64
-	lines     atomic.Uint64 // telemetry lines passed to storage (or acked without it)
-	started   atomic.Bool
+	lines       atomic.Uint64 // telemetry lines passed to storage (or acked without it)
+	started     atomic.Bool
 
 	alertsReady, heartbeatsReady chan struct{}
 	alertSeq                     atomic.Uint64 // last alert stream sequence applied to the state
