@@ -573,3 +573,49 @@ func TestEngineRefusesForgedAndReplayed(t *testing.T) {
 		t.Fatalf("forged messages changed evacuations: %+v", l)
 	}
 }
+
+func TestEngineEmergencySkipsHoldAndDrillIsDryRun(t *testing.T) {
+	s := testenv.NATS(t)
+	hl := newHookLog(t)
+	kp := mustKP(t)
+	e := startEngine(t, engineOpts{urls: s.ClientURL(), id: "col-a", kp: kp, hooks: []hooks.Spec{hl.spec("drain")},
+		policy: func(c *PolicyConfig) { c.Hold = time.Minute }})
+	waitLeader(t, e)
+	agent := connect(t, s.ClientURL())
+	w := watchSite(t, agent, pub(kp))
+	start := time.Now()
+	publishAlert(t, agent, alert("em-1", "gw-03", "rack-b1", wire.CategoryThermal, wire.StageEmergency, time.Now()))
+	d := alert("dr-1", "gw-01", "rack-a1", wire.CategoryGas, wire.StageCritical, time.Now(), families("gas", "thermal"), drill)
+	publishAlert(t, agent, d)
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if hl.count("evacuate") != 1 {
+			return fmt.Errorf("runs %v", hl.lines())
+		}
+		return nil
+	})
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("emergency took %v", took)
+	}
+	var em wire.Evacuation
+	w.mu.Lock()
+	for _, ev := range w.valid {
+		if ev.Phase == wire.PhaseEvacuate {
+			em = ev
+		}
+	}
+	w.mu.Unlock()
+	if em.Urgency != wire.UrgencyEmergency || em.Domain != "ups-2" || em.DryRun {
+		t.Fatalf("emergency evacuation %+v", em)
+	}
+	// The drill is held like a real one (hold 1 min) and marked dry run.
+	l, _ := e.List(t.Context())
+	var dr Evac
+	for _, ev := range l {
+		if ev.Drill {
+			dr = ev
+		}
+	}
+	if dr.State != StateHolding || !dr.DryRun || !strings.Contains(strings.Join(hl.lines(), "|"), dr.ID+" prestage 1") {
+		t.Fatalf("drill %+v, runs %v", dr, hl.lines())
+	}
+}
