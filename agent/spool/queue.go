@@ -1,12 +1,15 @@
 package spool
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/tidwall/wal"
@@ -47,6 +50,8 @@ type queue struct {
 	lastCompact time.Time // when acked entries were last removed
 
 	enqueued, published, dropped, corrupt, rejected uint64
+	truncations                                     uint64 // each fsyncs the rewritten segment
+	torn                                            uint64 // torn tails cut at open (a failed or interrupted append)
 }
 
 func walOptions(segSize int) *wal.Options {
@@ -61,21 +66,19 @@ func walOptions(segSize int) *wal.Options {
 	}
 }
 
-// open opens (or creates) the log, repairing a torn tail once if the wal
-// reports corruption (power loss with unsynced appends, or a write that
-// failed half way on a full disk).
+// open opens (or creates) the log. A torn tail (power loss with unsynced
+// appends, or a write that failed half way on a full disk) is cut back to
+// the last whole entry first: tidwall/wal would refuse it as corrupt, and
+// leak the tail's file descriptor doing so.
 func (q *queue) open() error {
-	l, err := wal.Open(q.dir, walOptions(q.segSize))
-	if errors.Is(err, wal.ErrCorrupt) {
-		cut, rerr := repairTail(q.dir)
-		if rerr != nil {
-			return fmt.Errorf("open %s log %s: %w (repair: %w)", q.kind, q.dir, err, rerr)
-		}
-		if cut > 0 {
-			q.corrupt++ // at least one torn entry was cut; exact count unknown
-		}
-		l, err = wal.Open(q.dir, walOptions(q.segSize))
+	cut, err := repairTail(q.dir)
+	if err != nil {
+		return fmt.Errorf("open %s log %s: repair tail: %w", q.kind, q.dir, err)
 	}
+	if cut > 0 {
+		q.torn++
+	}
+	l, err := wal.Open(q.dir, walOptions(q.segSize))
 	if err != nil {
 		return fmt.Errorf("open %s log %s: %w", q.kind, q.dir, err)
 	}
@@ -101,12 +104,21 @@ func (q *queue) open() error {
 // it again from disk.
 func (q *queue) reopen() error {
 	if q.log != nil {
-		// Close fsyncs first; if that fails the file is left for the GC
-		// finalizer of os.File to close.
-		_ = q.log.Close()
+		closeLog(q.log)
 		q.log = nil
 	}
 	return q.open()
+}
+
+// closeLog closes a log being discarded. wal.Log.Close fsyncs first and
+// returns without closing the file if that fails, as it does once after a
+// failed write (the kernel reports a write-back error to each fd once): a
+// second Close then gets through. Should that fail too, os.File's cleanup
+// closes the fd when the log is collected.
+func closeLog(l *wal.Log) {
+	if err := l.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
+		_ = l.Close()
+	}
 }
 
 // depth is the number of entries not yet acked.
@@ -164,6 +176,7 @@ func (q *queue) truncate(idx uint64) (lost uint64, err error) {
 		}
 		return 0, terr
 	}
+	q.truncations++
 	if idx > q.next {
 		lost = idx - max(q.next, q.first)
 		q.next = idx
@@ -174,6 +187,78 @@ func (q *queue) truncate(idx uint64) (lost uint64, err error) {
 	if q.first > q.last {
 		q.dirty = false // nothing left that a sync could save
 		q.ackedBytes = 0
+	}
+	return lost, nil
+}
+
+// segFile is one segment file of a tidwall/wal log: its name is the index
+// of its first entry as 20 decimal digits.
+type segFile struct {
+	index uint64
+	name  string
+	size  int64
+}
+
+// segments lists q's segment files, oldest first.
+func (q *queue) segments() ([]segFile, error) {
+	ents, err := os.ReadDir(q.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s segments: %w", q.kind, err)
+	}
+	var segs []segFile
+	for _, e := range ents {
+		n := e.Name()
+		if len(n) != 20 || !e.Type().IsRegular() || !isDigits(n) {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			return nil, fmt.Errorf("list %s segments: %w", q.kind, err)
+		}
+		idx, _ := strconv.ParseUint(n, 10, 64)
+		segs = append(segs, segFile{index: idx, name: n, size: fi.Size()})
+	}
+	slices.SortFunc(segs, func(a, b segFile) int { return cmp.Compare(a.index, b.index) })
+	return segs, nil
+}
+
+// removeSegments deletes the k oldest segment files (never the tail), with
+// the log closed, and reopens it. Unlike TruncateFront it writes nothing,
+// so it frees space on a full disk and costs the card no wear. It returns
+// the number of unacked entries removed.
+func (q *queue) removeSegments(segs []segFile, k int) (lost uint64, err error) {
+	k = min(k, len(segs)-1)
+	if k <= 0 {
+		return 0, nil
+	}
+	newFirst := segs[k].index
+	if q.log != nil {
+		closeLog(q.log)
+		q.log = nil
+		q.truncations++
+	}
+	var errs []error
+	var freed int64
+	for _, sg := range segs[:k] {
+		// Oldest first, so that a crash half way leaves a valid log.
+		if err := os.Remove(filepath.Join(q.dir, sg.name)); err != nil {
+			errs = append(errs, err)
+			break
+		}
+		freed += sg.size
+	}
+	if len(errs) == 0 && newFirst > q.next {
+		lost = newFirst - max(q.next, q.first)
+		q.next = newFirst
+		q.ackedBytes = 0
+	} else {
+		q.ackedBytes = max(0, q.ackedBytes-freed)
+	}
+	if err := q.open(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return lost, fmt.Errorf("remove old %s segments: %w", q.kind, err)
 	}
 	return lost, nil
 }
@@ -201,6 +286,9 @@ func dirBytes(dir string) int64 {
 // the end of the file.
 func repairTail(dir string) (int64, error) {
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil // a new log
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -211,7 +299,7 @@ func repairTail(dir string) (int64, error) {
 		}
 	}
 	if len(segs) == 0 {
-		return 0, errors.New("no segment files")
+		return 0, nil
 	}
 	slices.Sort(segs)
 	path := filepath.Join(dir, segs[len(segs)-1])

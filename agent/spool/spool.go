@@ -30,7 +30,8 @@ type Options struct {
 	MaxBytes int64
 	// SyncInterval is the period of the batched fsync: an appended entry
 	// survives a process kill at once and a power cut after at most this
-	// long. Defaults to 1s (at most one fsync per second per log).
+	// long, unless JetStream acked it first (then it is not synced at
+	// all). Defaults to 1s (at most one fsync per second per log).
 	SyncInterval time.Duration
 	// SegmentBytes is the size of a log segment file, which is also the
 	// granularity of drops and the most a compaction rewrites. Defaults to
@@ -38,7 +39,9 @@ type Options struct {
 	SegmentBytes int
 	// CompactInterval is how long acked entries may stay on disk once the
 	// log is drained (they are resent after a crash and de-duplicated by
-	// JetStream, whose window must exceed this). Defaults to 30s.
+	// JetStream, whose window must exceed this). Shorter than the kernel's
+	// dirty writeback expiry (30 s), so that entries acked in time mostly
+	// never reach the card. Defaults to 10s.
 	CompactInterval time.Duration
 	// MaxEntryBytes rejects larger messages at Publish (they could never
 	// be forwarded). Defaults to 1 MiB, NATS's default max_payload.
@@ -77,7 +80,7 @@ func (o *Options) setDefaults() error {
 		o.SegmentBytes = int(min(max(o.MaxBytes/64, 64<<10), 1<<20))
 	}
 	if o.CompactInterval == 0 {
-		o.CompactInterval = 30 * time.Second
+		o.CompactInterval = 10 * time.Second
 	}
 	if o.MaxEntryBytes == 0 {
 		o.MaxEntryBytes = 1 << 20
@@ -315,19 +318,50 @@ func (s *Spool) enforceBound() {
 }
 
 // shed removes at least need bytes of the oldest telemetry (acked entries
-// first, as they come first), or all of it.
+// first, as they come first), or all of it: whole segment files first
+// (no write, works on a full disk), then, if that is not enough, the front
+// of the last segment (a rewrite of at most one segment).
 func (s *Spool) shed(need int64) {
 	q := s.q[Telemetry]
 	if q.log == nil || q.first > q.last {
 		return
 	}
+	before := q.bytes
+	var lost uint64
+	segs, err := q.segments()
+	if err == nil {
+		k := 0
+		for freed := int64(0); k < len(segs)-1 && freed < need; k++ {
+			freed += segs[k].size
+		}
+		lost, err = q.removeSegments(segs, k)
+		q.dropped += lost
+		need -= before - q.bytes
+	}
+	if err == nil && need > 0 && q.log != nil && q.first <= q.last {
+		var l uint64
+		l, err = s.cutFront(q, need)
+		lost += l
+	}
+	if err != nil {
+		s.setErr(err)
+		s.log.Error("spool: cannot drop old telemetry", "err", err)
+	}
+	if lost > 0 {
+		s.log.Warn("spool: full, dropped oldest telemetry", "dropped", lost, "dropped_total", q.dropped,
+			"bytes_before", before, "bytes", q.bytes, "limit", s.limit)
+	}
+}
+
+// cutFront removes entries from the front of q's single remaining segment
+// until need bytes are freed, by rewriting the rest of the segment.
+func (s *Spool) cutFront(q *queue, need int64) (uint64, error) {
 	var freed, ackedFreed int64
 	idx := q.first
 	for ; idx <= q.last && freed < need; idx++ {
 		raw, err := q.log.Read(idx)
 		if err != nil {
-			s.setErr(fmt.Errorf("read telemetry %d to drop it: %w", idx, err))
-			break
+			return 0, fmt.Errorf("read telemetry %d to drop it: %w", idx, err)
 		}
 		n := diskSize(len(raw))
 		freed += n
@@ -335,20 +369,14 @@ func (s *Spool) shed(need int64) {
 			ackedFreed += n
 		}
 	}
-	before := q.bytes
 	lost, err := q.truncate(idx)
 	if err != nil {
-		s.setErr(err)
-		s.log.Error("spool: cannot drop old telemetry", "err", err)
-		return
+		return 0, err
 	}
 	q.ackedBytes = max(0, q.ackedBytes-ackedFreed)
 	q.dropped += lost
 	s.written += uint64(s.rewritten(q, idx))
-	if lost > 0 {
-		s.log.Warn("spool: full, dropped oldest telemetry", "dropped", lost, "dropped_total", q.dropped,
-			"bytes_before", before, "bytes", q.bytes, "limit", s.limit)
-	}
+	return lost, nil
 }
 
 // rewritten is the size of the segment tidwall/wal rewrote when its front
@@ -423,10 +451,14 @@ func (s *Spool) housekeep() {
 	s.enforceBound()
 	var toSync []syncer
 	for _, q := range s.q {
-		if q.dirty && q.log != nil {
+		// Entries JetStream already acked need no local durability: when
+		// the forwarder keeps up, appends are never fsynced and are
+		// compacted away before the kernel's writeback (30 s) reaches the
+		// card.
+		if q.dirty && q.log != nil && q.depth() > 0 {
 			toSync = append(toSync, q.log)
-			q.dirty = false
 		}
+		q.dirty = false
 	}
 	s.mu.Unlock()
 	// fsync outside our lock (the wal holds its own while it syncs).
@@ -483,7 +515,22 @@ func (s *Spool) compact(q *queue, now time.Time) {
 	case drained && (q.ackedBytes >= seg/2 || now.Sub(q.lastCompact) >= s.opts.CompactInterval):
 		idx = q.last + 1
 	case !drained && q.ackedBytes >= seg:
-		idx = q.next
+		// A backlog is draining: delete the segments it has fully acked.
+		segs, err := q.segments()
+		if err != nil {
+			s.setErr(err)
+			return
+		}
+		k := 0
+		for k+1 < len(segs) && segs[k+1].index <= q.next {
+			k++
+		}
+		if _, err := q.removeSegments(segs, k); err != nil {
+			s.setErr(err)
+			s.log.Warn("spool: compaction failed", "kind", q.kind, "err", err)
+		}
+		q.lastCompact = now
+		return
 	default:
 		return
 	}
@@ -509,8 +556,9 @@ type Stats struct {
 	TelemetryPublished         uint64
 	TelemetryDropped           uint64 // removed before their ack (bound or disk full)
 	Corrupt                    uint64 // unreadable entries skipped on replay
+	TornTails                  uint64 // logs whose last entry was cut at open (a failed or interrupted append)
 	Rejected                   uint64 // refused by the server as too large, skipped
-	Syncs                      uint64 // fsyncs of the logs
+	Syncs                      uint64 // fsyncs: batched syncs, plus one per compaction or drop
 	BytesWritten               uint64 // bytes appended, plus rewritten by compaction
 	DiskFull                   bool
 	LastError                  string
@@ -529,7 +577,8 @@ func (s *Spool) Stats() Stats {
 		AlertsEnqueued: a.enqueued, TelemetryEnqueued: t.enqueued,
 		AlertsPublished: a.published, TelemetryPublished: t.published,
 		TelemetryDropped: t.dropped, Corrupt: a.corrupt + t.corrupt, Rejected: a.rejected + t.rejected,
-		Syncs: s.syncs.Load(), BytesWritten: s.written, DiskFull: s.diskFull, LastErrorAt: s.lastAt,
+		TornTails: a.torn + t.torn,
+		Syncs:     s.syncs.Load() + a.truncations + t.truncations, BytesWritten: s.written, DiskFull: s.diskFull, LastErrorAt: s.lastAt,
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()

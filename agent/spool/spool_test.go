@@ -216,8 +216,8 @@ func TestTornTailRepaired(t *testing.T) {
 	}
 	defer sp.Close()
 	st := sp.Stats()
-	if st.TelemetryDepth != 9 || st.Corrupt != 1 {
-		t.Fatalf("after repair: depth %d corrupt %d, want 9 and 1", st.TelemetryDepth, st.Corrupt)
+	if st.TelemetryDepth != 9 || st.TornTails != 1 || st.Corrupt != 0 {
+		t.Fatalf("after repair: depth %d torn %d corrupt %d, want 9, 1, 0", st.TelemetryDepth, st.TornTails, st.Corrupt)
 	}
 	if err := sp.Publish(t.Context(), "ember.s.telemetry.a.d", "t10", []byte("after")); err != nil {
 		t.Fatal(err)
