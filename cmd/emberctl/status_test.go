@@ -150,3 +150,20 @@ func TestTail(t *testing.T) {
 		}
 	}
 }
+
+// tail -since replays the alert stream: the critical alert published before
+// tail started is printed.
+func TestTailSince(t *testing.T) {
+	natsURL, _, _ := startSite(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"tail", "-nats", natsURL, "-site", "s1", "-since", "1h", "-n", "1", "-json"}, &out, &errb); code != 0 {
+		t.Fatalf("tail -since: %d %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), `"id":"01CRIT"`) {
+		t.Errorf("tail -since output %q", out.String())
+	}
+	errb.Reset()
+	if code := run([]string{"tail", "-nats", natsURL, "-stage", "hot"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "-stage") {
+		t.Errorf("bad -stage: %d %q", code, errb.String())
+	}
+}

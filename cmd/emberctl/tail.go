@@ -13,6 +13,7 @@ import (
 
 	"github.com/emberwatch/emberwatch/internal/wire"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // cmdTail prints alerts as they are published, one line each.
@@ -30,8 +31,9 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cats := fs.String("category", "", "only these categories, comma separated (thermal,gas,electrical,environment,sensor_fault,comms)")
 	asJSON := fs.Bool("json", false, "print each alert's JSON instead of a line")
 	count := fs.Int("n", 0, "exit after this many alerts (0: run until interrupted)")
+	since := fs.Duration("since", 0, "first replay the alerts of this last `duration` from JetStream (e.g. 1h), then follow")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: emberctl tail [-nats URL] [-site S] [-stage STAGE] [-category C,...] [-json] [-n N]")
+		fmt.Fprintln(stderr, "usage: emberctl tail [-nats URL] [-site S] [-stage STAGE] [-category C,...] [-since 1h] [-json] [-n N]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -73,8 +75,31 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("connect %s: %w", *url, err)
 	}
 	defer nc.Close()
+	n := 0
+	// show prints an alert and reports whether tail is done (-n reached).
+	show := func(subject string, data []byte) bool {
+		var a wire.Alert
+		if err := json.Unmarshal(data, &a); err != nil {
+			fmt.Fprintf(stderr, "emberctl tail: %s: bad alert JSON: %v\n", subject, err)
+			return false
+		}
+		if !f.match(a) {
+			return false
+		}
+		if *asJSON {
+			fmt.Fprintf(stdout, "%s\n", data)
+		} else {
+			fmt.Fprintln(stdout, alertLine(a))
+		}
+		n++
+		return *count > 0 && n >= *count
+	}
+	filter := wire.Wildcard(*site, wire.KindAlert)
+	if *since > 0 {
+		return tailStream(ctx, nc, filter, time.Now().Add(-*since), show)
+	}
 	msgs := make(chan *nats.Msg, 1024)
-	sub, err := nc.ChanSubscribe(wire.Wildcard(*site, wire.KindAlert), msgs)
+	sub, err := nc.ChanSubscribe(filter, msgs)
 	if err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -82,29 +107,51 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := nc.Flush(); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
-	n := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			var a wire.Alert
-			if err := json.Unmarshal(m.Data, &a); err != nil {
-				fmt.Fprintf(stderr, "emberctl tail: %s: bad alert JSON: %v\n", m.Subject, err)
-				continue
-			}
-			if !f.match(a) {
-				continue
-			}
-			if *asJSON {
-				fmt.Fprintf(stdout, "%s\n", m.Data)
-			} else {
-				fmt.Fprintln(stdout, alertLine(a))
-			}
-			n++
-			if *count > 0 && n >= *count {
+			if show(m.Subject, m.Data) {
 				return nil
 			}
+		}
+	}
+}
+
+// tailStream replays the alert stream from start, then follows it.
+func tailStream(ctx context.Context, nc *nats.Conn, filter string, start time.Time, show func(string, []byte) bool) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	probe := strings.Replace(strings.TrimSuffix(filter, ">"), "*", "x", 1) + "a.d"
+	stream, err := js.StreamNameBySubject(ctx, probe)
+	if err != nil {
+		return fmt.Errorf("-since: no JetStream stream holds %s (is a collector running?): %w", filter, err)
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter},
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &start})
+	if err != nil {
+		return fmt.Errorf("-since: consumer on %s: %w", stream, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("-since: %w", err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("read %s: %w", stream, err)
+		}
+		if show(m.Subject(), m.Data()) {
+			return nil
 		}
 	}
 }
