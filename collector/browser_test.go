@@ -148,6 +148,10 @@ func TestStatusPageInChromium(t *testing.T) {
 			t.Errorf("alert list lacks %q:\n%s", want, txt)
 		}
 	}
+	sigs, _ := b.eval(t, `document.querySelector('.rack[data-rack="07"] .sigs').textContent`)
+	if sigs != "thermal: cell_temp_rate 3.2 degC/min, gas_h2 40 ppm" {
+		t.Errorf("rack tile evidence %q", sigs)
+	}
 	bg, _ := b.eval(t, `getComputedStyle(document.querySelector('.rack[data-rack="07"]')).backgroundColor`)
 	if bg != "rgb(192, 57, 43)" {
 		t.Errorf("critical rack colour %s, want rgb(192, 57, 43)", bg)

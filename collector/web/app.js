@@ -15,7 +15,11 @@
     const arrow = t > 0.05 ? "↑" : t < -0.05 ? "↓" : "→";
     return " " + arrow + (t >= 0 ? "+" : "") + t.toFixed(2) + " °C/min";
   }
-  function renderRooms(racks) {
+  function sigText(s) {
+    return s.kind + " " + (Math.round(s.value * 100) / 100) + (s.unit ? " " + s.unit : "");
+  }
+  function renderRooms(racks, active) {
+    const byID = new Map((active || []).map((a) => [a.id, a]));
     const rooms = new Map();
     for (const r of racks || []) {
       const room = r.room || "(no room)";
@@ -47,6 +51,13 @@
             t.append(el("div", "comp", "no temperature"));
           }
           t.append(el("div", "stage", r.stage));
+          // The evidence behind the rack's worst alert.
+          const alerts = (r.alerts || []).map((id) => byID.get(id)).filter(Boolean);
+          alerts.sort((a, b) => stageRank(b.stage) - stageRank(a.stage));
+          if (alerts.length > 0) {
+            const a = alerts[0];
+            t.append(el("div", "sigs", a.category + ": " + (a.signatures || []).map(sigText).join(", ")));
+          }
           line.append(t);
         }
         sec.append(line);
@@ -91,9 +102,12 @@
       tb.append(tr);
     }
   }
+  function stageRank(st) {
+    return ["normal", "watch", "warning", "critical", "emergency"].indexOf(st);
+  }
   function render(s) {
     $("site").textContent = s.site;
-    renderRooms(s.racks);
+    renderRooms(s.racks, s.active_alerts);
     renderAlerts(s.active_alerts);
     renderAgents(s.agents);
     $("updated").textContent = "updated " + new Date(s.time).toLocaleTimeString();
