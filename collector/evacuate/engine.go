@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -358,6 +359,51 @@ func (e *Engine) handleAlert(a wire.Alert) {
 	}
 }
 
+// CategoryEvacuation (extension) marks the leader's notices to people: a
+// countdown started, a guardrail waits for approval, an evacuation
+// started or was aborted. They are alerts on
+// ember.<site>.alert.<collector>.evac so that the NOC fan-out pages
+// someone; the policy never acts on them (no battery device).
+const CategoryEvacuation = "evacuation"
+
+// notify publishes the notice of a decision that people must see.
+func (e *Engine) notify(d Decision) {
+	var st wire.Stage
+	var what string
+	switch d.Action {
+	case ActHold:
+		st, what = wire.StageCritical, fmt.Sprintf("evacuation of %s at %s unless aborted (emberctl evac abort %s -by NAME)",
+			d.Domain, d.Evac.HoldUntil.Format(time.RFC3339), d.EvacID)
+	case ActBlock:
+		st, what = wire.StageCritical, fmt.Sprintf("evacuation of %s waits for approval (emberctl evac approve %s -by NAME): %s",
+			d.Domain, d.EvacID, d.Evac.Blocked)
+	case ActEvacuate:
+		st, what = wire.StageCritical, fmt.Sprintf("evacuating %s (%d targets, urgency %s)", d.Domain, len(d.Evac.Targets), d.Evac.Urgency)
+	case ActAbort:
+		st, what = wire.StageWarning, fmt.Sprintf("evacuation of %s aborted by %s", d.Domain, d.Actor)
+	case ActRefuse:
+		if d.EvacID == "" && d.Domain == "" {
+			return
+		}
+		st, what = wire.StageWarning, "evacuation refused: "+strings.Join(d.Reasons, "; ")
+	default:
+		return
+	}
+	if d.Drill {
+		what = "drill: " + what
+	}
+	a := wire.Alert{ID: "evac-" + d.EvacID + "-" + d.Action, Site: e.cfg.Site, Agent: e.cfg.ID, Device: "evac",
+		Component: d.Domain, Category: CategoryEvacuation, Stage: st, SampleTime: d.Time, Time: e.now(), Drill: d.Drill,
+		Signatures: []wire.Signature{{Kind: "evacuation_" + d.Action, Value: 1}}, Summary: what}
+	b, _ := json.Marshal(&a)
+	m := nats.NewMsg(wire.AlertSubject(e.cfg.Site, e.cfg.ID, "evac"))
+	m.Data = b
+	m.Header.Set(wire.MsgIDHeader, a.ID)
+	if err := e.nc.PublishMsg(m); err != nil {
+		e.log.Warn("publish evacuation notice", "evac", d.EvacID, "err", err)
+	}
+}
+
 // apply audits decisions and, as leader, persists and executes them.
 func (e *Engine) apply(ds []Decision, a *wire.Alert) {
 	lead := e.leader.Load()
@@ -376,6 +422,7 @@ func (e *Engine) apply(ds []Decision, a *wire.Alert) {
 		if d.Action != ActIgnore && d.Action != ActNote || d.Phase != "" {
 			e.persist(d.Evac)
 		}
+		e.notify(d)
 	}
 	if lead {
 		e.reconcile(e.runCtx)

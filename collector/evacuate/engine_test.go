@@ -211,6 +211,7 @@ type evacWatcher struct {
 	valid    []wire.Evacuation
 	refused  []error
 	security []wire.Alert
+	notices  []wire.Alert
 	acks     []hooks.CollectorAck
 }
 
@@ -229,10 +230,16 @@ func watchSite(t testing.TB, nc *nats.Conn, trusted ...string) *evacWatcher {
 	})
 	s2, _ := nc.Subscribe(wire.Wildcard(site, wire.KindAlert), func(m *nats.Msg) {
 		var a wire.Alert
-		if json.Unmarshal(m.Data, &a) == nil && a.Category == wire.CategorySecurity {
-			w.mu.Lock()
+		if json.Unmarshal(m.Data, &a) != nil {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		switch a.Category {
+		case wire.CategorySecurity:
 			w.security = append(w.security, a)
-			w.mu.Unlock()
+		case CategoryEvacuation:
+			w.notices = append(w.notices, a)
 		}
 	})
 	s3, _ := nc.Subscribe("ember."+site+".evacack.>", func(m *nats.Msg) {
@@ -305,6 +312,22 @@ func TestEngineRealSequenceOncePerHook(t *testing.T) {
 	if nrefused != 0 || nacks != 1 {
 		t.Fatalf("refused=%d acks=%d, want 0 and 1 (the critical alert)", nrefused, nacks)
 	}
+	// People were told: the countdown, then the evacuation.
+	testenv.WaitFor(t, 2*time.Second, func() error {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		var got []string
+		for _, n := range w.notices {
+			got = append(got, n.Signatures[0].Kind)
+		}
+		if strings.Join(got, ",") != "evacuation_hold,evacuation_evacuate" {
+			return fmt.Errorf("notices %v", got)
+		}
+		if !strings.Contains(w.notices[0].Summary, "unless aborted (emberctl evac abort "+ev.ID) {
+			return fmt.Errorf("hold notice %q", w.notices[0].Summary)
+		}
+		return nil
+	})
 	// The audit trail: in the stream and through the callback, with the
 	// hold reason.
 	holds := leader.audit.find(func(r AuditRecord) bool { return r.Kind == ActHold })

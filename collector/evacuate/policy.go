@@ -282,6 +282,8 @@ func (p *Policy) Alert(now time.Time, a wire.Alert) []Decision {
 		return ignore("alert for site %q, this is %q", a.Site, p.site)
 	}
 	switch a.Category {
+	case CategoryEvacuation:
+		return nil // our own notices to people
 	case wire.CategorySensorFault, wire.CategoryComms, wire.CategorySecurity:
 		return ignore("%s alerts never cause evacuation", a.Category)
 	}
