@@ -23,7 +23,8 @@ import (
 //	  signing_key: /etc/ember/collector.nk   # nkey seed (nk -gen user)
 //	  trusted_issuers: [UB..., UC...]        # the other collectors' public keys
 //	  lease_ttl: 3s
-//	  replicas: 1                            # 3 on a NATS cluster
+//	  replicas: 1
+//	  hook_rate_per_minute: 60               # token bucket over all hook attempts (0: none)                            # 3 on a NATS cluster
 //	  topology_file: topology.yaml           # or an inline `topology:` mapping
 //	  policy: {hold: 30s, corroboration: {families: 2, agents: 2, emergency_alone: true}}
 //	  hooks:
@@ -38,6 +39,8 @@ type FileConfig struct {
 	Topology       *Topology     `yaml:"topology"`
 	Policy         PolicyConfig  `yaml:"policy"`
 	Hooks          []hooks.Spec  `yaml:"hooks"`
+	// HookRatePerMinute bounds hook attempts (0: no limit).
+	HookRatePerMinute int `yaml:"hook_rate_per_minute"`
 }
 
 // ParseConfig decodes and validates the `evacuation:` section (node is
@@ -80,6 +83,9 @@ func ParseConfig(file string, node *yaml.Node, inv Inventory) (*FileConfig, erro
 	}
 	if fc.LeaseTTL < time.Second || fc.LeaseTTL > time.Minute {
 		errs = append(errs, fmt.Sprintf("%s: want 1s to 1m, got %v", at("lease_ttl"), fc.LeaseTTL))
+	}
+	if fc.HookRatePerMinute < 0 {
+		errs = append(errs, at("hook_rate_per_minute")+": must not be negative")
 	}
 	if fc.Replicas != 1 && fc.Replicas != 3 && fc.Replicas != 5 {
 		errs = append(errs, fmt.Sprintf("%s: want 1, 3 or 5, got %d", at("replicas"), fc.Replicas))
@@ -150,7 +156,7 @@ func knownKeys(file string, node *yaml.Node, _ FileConfig) error {
 		return fmt.Errorf("%s:%d: evacuation: want a mapping", file, node.Line)
 	}
 	known := map[string]bool{"signing_key": true, "trusted_issuers": true, "lease_ttl": true, "replicas": true,
-		"topology_file": true, "topology": true, "policy": true, "hooks": true}
+		"topology_file": true, "topology": true, "policy": true, "hooks": true, "hook_rate_per_minute": true}
 	var errs []string
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		k := node.Content[i]
@@ -175,7 +181,7 @@ func (fc *FileConfig) NewEngine(site, id string, nc *nats.Conn, log *slog.Logger
 	}
 	return New(Config{Site: site, ID: id, Topology: fc.Topology, Policy: fc.Policy, Hooks: fc.Hooks, Signer: signer,
 		TrustedIssuers: fc.TrustedIssuers, LeaseTTL: fc.LeaseTTL, Replicas: fc.Replicas,
-		OnAudit: onAudit}, nc, log)
+		HookRatePerMinute: fc.HookRatePerMinute, OnAudit: onAudit}, nc, log)
 }
 
 // Evacuations implements the collector's EvacuationSource: each known

@@ -48,6 +48,9 @@ type Config struct {
 	// Replicas of the KV buckets and the audit stream (3 on a cluster).
 	// Defaults to 1.
 	Replicas int
+	// HookRatePerMinute bounds hook attempts across all evacuations
+	// (token bucket, burst of the same size); 0 means no limit.
+	HookRatePerMinute int
 	// Tick is how often holds are checked. Defaults to 100ms.
 	Tick time.Duration
 	// AlertsFromCaller: the collector feeds alerts with OnAlert instead of
@@ -156,6 +159,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.set, err = hooks.NewSet(e.cfg.Hooks, e.nc, e.ledger, e.log); err != nil {
 		return err
 	}
+	e.set.Limit = hooks.PerMinute(e.cfg.HookRatePerMinute)
 	if _, err = EnsureAuditStream(ctx, e.js, r); err != nil {
 		return err
 	}

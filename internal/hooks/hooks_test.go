@@ -520,3 +520,25 @@ func BenchmarkVerifyEvacuation(b *testing.B) {
 		}
 	}
 }
+
+func TestRateLimit(t *testing.T) {
+	count := filepath.Join(t.TempDir(), "count")
+	script := writeScript(t, `echo run >> "$1"`)
+	set, _ := NewSet([]Spec{{Name: "h", Type: TypeExec, Command: []string{script, count}}}, nil, NewMemLedger(), nolog())
+	set.Limit = PerMinute(2) // burst 2, then one every 30 s
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	failed := 0
+	for i := range 3 {
+		ev := testEvac("evacuate")
+		ev.ID = "ev-" + strconv.Itoa(i)
+		failed += set.RunPhase(ctx, ev, PhaseOptions{})
+	}
+	b, _ := os.ReadFile(count)
+	if n := strings.Count(string(b), "run"); n != 2 || failed != 1 {
+		t.Fatalf("ran %d, failed %d: want 2 runs within the burst and the 3rd waiting past the deadline", n, failed)
+	}
+	if PerMinute(0) != nil {
+		t.Fatal("PerMinute(0) should mean no limit")
+	}
+}

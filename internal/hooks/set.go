@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"golang.org/x/time/rate"
 
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
@@ -52,6 +53,18 @@ type Set struct {
 	Log    *slog.Logger
 	// Backoff defaults to Backoff.
 	Backoff func(int) time.Duration
+	// Limit, when set, bounds hook attempts (a token bucket: "at most N
+	// hook executions per minute"); attempts wait for a token.
+	Limit *rate.Limiter
+}
+
+// PerMinute returns a limiter of n attempts per minute with a burst of n,
+// or nil for n <= 0.
+func PerMinute(n int) *rate.Limiter {
+	if n <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Every(time.Minute/time.Duration(n)), n)
 }
 
 // NewSet validates specs and builds their runners.
@@ -171,7 +184,11 @@ func (s *Set) runOne(ctx context.Context, ev *wire.Evacuation, body []byte, h Ho
 	if backoff == nil {
 		backoff = Backoff
 	}
-	err = runAttempts(ctx, h.Runner, ev, body, h.Spec.retries(), backoff, func(n int, err error) {
+	runner := h.Runner
+	if s.Limit != nil {
+		runner = limited{s.Limit, runner}
+	}
+	err = runAttempts(ctx, runner, ev, body, h.Spec.retries(), backoff, func(n int, err error) {
 		if err != nil {
 			s.emit(o, ev1(EventAttemptFail, n, err))
 		}
@@ -193,4 +210,17 @@ func (s *Set) runOne(ctx context.Context, ev *wire.Evacuation, body []byte, h Ho
 	}
 	s.emit(o, ev1(EventDone, 0, nil))
 	return true
+}
+
+// limited waits for a token before each attempt.
+type limited struct {
+	lim *rate.Limiter
+	r   Runner
+}
+
+func (l limited) Run(ctx context.Context, ev *wire.Evacuation, body []byte) error {
+	if err := l.lim.Wait(ctx); err != nil {
+		return fmt.Errorf("hook rate limit: %w", err)
+	}
+	return l.r.Run(ctx, ev, body)
 }
