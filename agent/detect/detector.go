@@ -86,6 +86,7 @@ type voltEnt struct {
 	temp       int32 // temperature entity of the same cell, -1
 	grp        int32
 	sgrp       int32 // whole-string fallback group, -1
+	ovs        int32 // string over-voltage aggregate, -1
 	str        int32 // current index, -1
 	cellNo     int
 	nb         [2]int32 // neighbour voltage entities in the group, -1
@@ -126,6 +127,18 @@ type gasEnt struct {
 	rs        int     // first rule index in the gas condition
 }
 
+// strOV is a string's over-voltage aggregate: a charger fault overcharges
+// every cell, and that is one condition, not one per cell.
+type strOV struct {
+	comp    string
+	c       *cond
+	members []int32 // voltage entities
+	near    bool    // some cell is near the limit while charging
+	med     float64 // median charging cell voltage (-Inf when not near)
+	maxV    float64
+	maxComp string
+}
+
 // Detector is the thermal-runaway detector of one device. It is a pure
 // function of the rounds it is given: no clock, no I/O, no goroutines. It
 // is not safe for concurrent use; the agent's sampling loop owns it.
@@ -144,6 +157,7 @@ type Detector struct {
 	ambient     int32
 	smoke, fire int32
 
+	ovs                    []strOV // per string: whole-string over-voltage
 	conds                  []*cond
 	byKey                  map[string]*cond
 	gas, env, fireC, comms *cond
@@ -314,6 +328,19 @@ func (d *Detector) bind() {
 		}
 		v.nb = [2]int32{-1, -1}
 	}
+	ovIdx := map[string]int32{}
+	for i := range d.volts {
+		v := &d.volts[i]
+		v.ovs = -1
+		if s := stringOf(v.comp); s != "" {
+			if _, ok := ovIdx[s]; !ok {
+				ovIdx[s] = int32(len(d.ovs))
+				d.ovs = append(d.ovs, strOV{comp: s})
+			}
+			v.ovs = ovIdx[s]
+			d.ovs[v.ovs].members = append(d.ovs[v.ovs].members, int32(i))
+		}
+	}
 	for gi := range d.vgrps {
 		if d.vgrps[gi].str {
 			continue // neighbours are within a module
@@ -411,6 +438,15 @@ func (d *Detector) bind() {
 		c := d.newCond(comp, wire.CategorySensorFault, "", wire.StageWatch, sensDefs)
 		sensorOf[comp] = c
 		return c
+	}
+	ovDefs := []ruleDef{
+		{kind: "string_overvoltage", unit: "V", stage: wire.StageWarning, kind2: "cell_voltage_max", unit2: "V"},
+		{kind: "string_overvoltage", unit: "V", stage: wire.StageCritical, kind2: "cell_voltage_max", unit2: "V"},
+	}
+	for i := range d.ovs {
+		if len(d.ovs[i].members) >= 4 {
+			d.ovs[i].c = d.newCond(d.ovs[i].comp, wire.CategoryElectrical, FamilyElectrical, wire.StageEmergency, ovDefs)
+		}
 	}
 	for i := range d.volts {
 		v := &d.volts[i]

@@ -208,14 +208,14 @@ func TestDataLossEscalatesWarning(t *testing.T) {
 		r.V[k] = 4.27 // the string over-voltage while charging: warning
 	}
 	r.run(30*time.Second, nil)
-	if got := r.stage(cellComp(2), wire.CategoryElectrical); got != wire.StageWarning {
+	if got := r.stage("string/1", wire.CategoryElectrical); got != wire.StageWarning {
 		r.dump()
-		t.Fatalf("over-voltage: %s, want warning", got)
+		t.Fatalf("string over-voltage: %s, want warning", got)
 	}
 	for range 61 {
 		r.fail(errors.New("link down"))
 	}
-	if got := r.stage(cellComp(2), wire.CategoryElectrical); got != wire.StageCritical {
+	if got := r.stage("string/1", wire.CategoryElectrical); got != wire.StageCritical {
 		r.dump()
 		t.Fatalf("warning rack silent for 61 s: %s, want critical", got)
 	}
@@ -371,6 +371,22 @@ func TestOverVoltageOnlyWhileCharging(t *testing.T) {
 			t.Fatalf("I=%g V=%g: %s, want %s", tc.I, tc.v, got, tc.want)
 		}
 	}
+	// One cell over while its string is not: a per-cell condition, and only
+	// a whole string makes the string condition.
+	r1 := newRig(t, nmc)
+	r1.I = -20
+	for k := range r1.V {
+		r1.V[k] = 4.235
+	}
+	r1.V[5] = 4.265
+	r1.run(30*time.Second, nil)
+	if got := r1.stage(cellComp(5), wire.CategoryElectrical); got != wire.StageWarning {
+		r1.dump()
+		t.Fatalf("one cell at 4.265 V: %s, want warning", got)
+	}
+	if got := r1.stage("string/1", wire.CategoryElectrical); got != wire.StageNormal {
+		t.Fatalf("one cell over raised the string condition: %s", got)
+	}
 	lfp := detect.DefaultConfig(detect.ChemistryLFP)
 	r := newRig(t, lfp)
 	r.I = -20
@@ -476,7 +492,7 @@ func TestCorroborationTwoFamilies(t *testing.T) {
 	}
 	r.run(20*time.Second, nil)
 	gas := r.stage("", wire.CategoryGas)
-	el := r.stage(cellComp(2), wire.CategoryElectrical)
+	el := r.stage("string/1", wire.CategoryElectrical)
 	if gas != wire.StageCritical || el != wire.StageCritical {
 		r.dump()
 		t.Fatalf("gas + electrical warnings: gas %s electrical %s, want critical both", gas, el)
@@ -530,13 +546,13 @@ func TestWarningClearsWithHysteresis(t *testing.T) {
 	}
 	setAll(4.27)
 	r.run(20*time.Second, nil)
-	if r.stage(cellComp(2), wire.CategoryElectrical) != wire.StageWarning {
+	if r.stage("string/1", wire.CategoryElectrical) != wire.StageWarning {
 		r.dump()
 		t.Fatal("no warning")
 	}
 	setAll(4.245) // below the 4.25 entry but above the exit threshold: stays
 	r.run(2*time.Minute, nil)
-	if r.stage(cellComp(2), wire.CategoryElectrical) != wire.StageWarning {
+	if r.stage("string/1", wire.CategoryElectrical) != wire.StageWarning {
 		r.dump()
 		t.Fatal("warning dropped inside the hysteresis band")
 	}
@@ -546,17 +562,17 @@ func TestWarningClearsWithHysteresis(t *testing.T) {
 		}
 	})
 	r.run(20*time.Second, nil)
-	if r.stage(cellComp(2), wire.CategoryElectrical) != wire.StageWarning {
+	if r.stage("string/1", wire.CategoryElectrical) != wire.StageWarning {
 		t.Fatal("warning cleared before clear_after")
 	}
 	r.run(40*time.Second, nil)
-	if got := r.stage(cellComp(2), wire.CategoryElectrical); got != wire.StageNormal {
+	if got := r.stage("string/1", wire.CategoryElectrical); got != wire.StageNormal {
 		t.Fatalf("warning did not clear: %s", got)
 	}
 	// Only stage changes are alerted: one up, one down.
 	n := 0
 	for _, a := range r.alerts {
-		if a.Category == wire.CategoryElectrical && a.Component == cellComp(2) {
+		if a.Category == wire.CategoryElectrical && a.Component == "string/1" {
 			n++
 		}
 	}

@@ -14,8 +14,66 @@ import (
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
+// charging reports whether a string is charging (or at rest, or its
+// current unknown): over-voltage is judged only then.
+func (d *Detector) charging(v *voltEnt) bool {
+	el := &d.cfg.Electrical
+	cur := math.NaN()
+	if v.str >= 0 {
+		cur = d.curI[v.str]
+	}
+	return math.IsNaN(cur) || cur < -el.ChargeCurrent || math.Abs(cur) <= el.RestCurrent
+}
+
+// stepStringOV evaluates whole-string over-voltage on the median cell of
+// each charging string: a charger fault overcharges every cell, and that is
+// one condition, not one alert per cell.
+func (d *Detector) stepStringOV(now int64) {
+	el := &d.cfg.Electrical
+	for i := range d.ovs {
+		d.ovs[i].near, d.ovs[i].maxV = false, math.Inf(-1)
+	}
+	for i := range d.volts {
+		v := &d.volts[i]
+		if v.ovs >= 0 && v.h.valid && !v.collapsed && d.charging(v) && v.h.val-el.VMax >= 0.4*el.OverWarn {
+			d.ovs[v.ovs].near = true
+		}
+	}
+	for i := range d.ovs {
+		o := &d.ovs[i]
+		o.med = math.Inf(-1)
+		if o.near {
+			vals := d.medScr[:0]
+			for _, m := range o.members {
+				v := &d.volts[m]
+				if v.h.valid && !v.collapsed && d.charging(v) {
+					vals = append(vals, v.h.val)
+					if v.h.val > o.maxV {
+						o.maxV, o.maxComp = v.h.val, v.comp
+					}
+				}
+			}
+			if len(vals) >= 3 {
+				o.med = median(vals)
+			}
+		}
+		if o.c == nil {
+			continue
+		}
+		over := o.med - el.VMax
+		r := o.c.rs
+		r[0].eval(now, over >= el.OverWarn, over >= el.OverWarn*0.8, el.OverFor.ns(), o.med, el.VMax+el.OverWarn)
+		r[1].eval(now, over >= el.OverCrit, over >= el.OverCrit*0.9, el.OverFor.ns(), o.med, el.VMax+el.OverCrit)
+		for k := range r {
+			r[k].v2, r[k].th2, r[k].comp = o.maxV, r[k].th, o.maxComp
+		}
+		o.c.computeEvidence()
+	}
+}
+
 func (d *Detector) stepVoltRules(now int64) {
 	el := &d.cfg.Electrical
+	d.stepStringOV(now)
 	for i := range d.volts {
 		v := &d.volts[i]
 		c, s, h := v.elec, v.sensor, &v.h
@@ -111,8 +169,17 @@ func (d *Detector) stepVoltRules(now int64) {
 		}
 		// Over-voltage while charging (or at rest: never while discharging).
 		over := x - el.VMax
-		c.rs[eOverWarn].eval(now, charging && over >= el.OverWarn, charging && over >= el.OverWarn*0.8, el.OverFor.ns(), x, el.VMax+el.OverWarn)
-		c.rs[eOverCrit].eval(now, charging && over >= el.OverCrit, charging && over >= el.OverCrit*0.9, el.OverFor.ns(), x, el.VMax+el.OverCrit)
+		// A cell that merely follows its string near the limit is covered by
+		// the string's condition; an outlier above its string keeps its own.
+		alone := true
+		if v.ovs >= 0 {
+			o := &d.ovs[v.ovs]
+			if o.med-el.VMax >= 0.8*el.OverWarn && x-o.med < 0.5*el.OverWarn {
+				alone = false
+			}
+		}
+		c.rs[eOverWarn].eval(now, alone && charging && over >= el.OverWarn, alone && charging && over >= el.OverWarn*0.8, el.OverFor.ns(), x, el.VMax+el.OverWarn)
+		c.rs[eOverCrit].eval(now, alone && charging && over >= el.OverCrit, alone && charging && over >= el.OverCrit*0.9, el.OverFor.ns(), x, el.VMax+el.OverCrit)
 		c.computeEvidence()
 	}
 }
