@@ -20,11 +20,11 @@ var periods = []time.Duration{500 * time.Millisecond, time.Second, 5 * time.Seco
 // seeds: every real event must warn and reach critical before its
 // deadlines (and not before the anomaly exists); no benign scenario may go
 // above watch in the thermal, gas or electrical categories. -short uses a
-// 2-module rack; the full run uses the default 128-cell rack.
+// 16-cell rack (2 modules of 8); the full run uses the default 128-cell rack.
 func TestLibrary(t *testing.T) {
 	rack := scenario.DefaultRack()
 	if testing.Short() {
-		rack = scenario.Rack{Strings: 1, Modules: 2, Cells: 16}
+		rack = scenario.Rack{Strings: 1, Modules: 2, Cells: 8}
 	}
 	for _, s := range scenario.All() {
 		t.Run(s.Name, func(t *testing.T) {
