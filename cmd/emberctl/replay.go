@@ -31,7 +31,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	prof := fs.String("profile", "", "profile id whose overrides apply")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: emberctl replay [-chemistry nmc|lfp] [-config overrides.yaml] [-profile ID] FILE... (- = stdin)")
-		fmt.Fprintln(stderr, "FILE: agent telemetry as line protocol, an InfluxDB CSV export, or a scenario CSV (time,device,point,value,fault)")
+		fmt.Fprintln(stderr, "FILE: agent telemetry as line protocol, an InfluxDB 1.x CSV export (influx -format csv), an InfluxDB 2 annotated CSV, or a scenario CSV (time,device,point,value,fault)")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -216,6 +216,8 @@ func (r *replayRecording) readFile(name string) error {
 	head, _ := br.Peek(512)
 	first := strings.TrimSpace(strings.SplitN(string(head), "\n", 2)[0])
 	switch {
+	case strings.HasPrefix(first, "name,time,"):
+		return r.readInflux1CSV(name, br)
 	case strings.HasPrefix(first, "#datatype") || strings.HasPrefix(first, "#group") || strings.Contains(first, ",_time,") || strings.HasPrefix(first, "_time,") || strings.Contains(first, "_value"):
 		return r.readInfluxCSV(name, br)
 	case first == "time,device,point,value,fault":
@@ -326,6 +328,80 @@ func (r *replayRecording) readInfluxCSV(name string, in io.Reader) error {
 			}
 		}
 		d.set(ts.UnixNano(), get("component"), field, v, drivers.FaultNone)
+	}
+}
+
+// replayTags are the columns of an InfluxDB 1.x CSV export that are tags;
+// every other column is a field.
+var replayTags = map[string]bool{"site": true, "agent": true, "device": true, "component": true, "room": true, "row": true, "rack": true}
+
+// readInflux1CSV reads `influx -format csv` output of the ember measurement:
+// name,time,<tags and fields...>, time in ns or RFC 3339, empty cells
+// absent, "<field>.fault" columns naming faults.
+func (r *replayRecording) readInflux1CSV(name string, in io.Reader) error {
+	cr := csv.NewReader(in)
+	cr.FieldsPerRecord = -1
+	var head []string
+	line := 0
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return nil
+		}
+		line++
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if len(rec) >= 2 && rec[0] == "name" && rec[1] == "time" {
+			head = rec
+			if !contains2(head, "device") {
+				return fmt.Errorf("%s:%d: CSV header lacks the device column", name, line)
+			}
+			continue
+		}
+		if head == nil || len(rec) != len(head) {
+			return fmt.Errorf("%s:%d: want %d columns as in the header, got %d", name, line, len(head), len(rec))
+		}
+		if rec[0] != wire.Measurement {
+			continue
+		}
+		var at int64
+		if ns, err := strconv.ParseInt(rec[1], 10, 64); err == nil {
+			at = ns
+		} else if ts, err := time.Parse(time.RFC3339Nano, rec[1]); err == nil {
+			at = ts.UnixNano()
+		} else {
+			return fmt.Errorf("%s:%d: time %q is neither nanoseconds nor RFC 3339", name, line, rec[1])
+		}
+		tags := map[string]string{}
+		for i, h := range head[2:] {
+			if replayTags[h] {
+				tags[h] = rec[i+2]
+			}
+		}
+		d := r.device(replayKey{tags["site"], tags["agent"], tags["device"]})
+		for i, h := range head[2:] {
+			v := rec[i+2]
+			if replayTags[h] || v == "" {
+				continue
+			}
+			if base, ok := strings.CutSuffix(h, wire.FaultSuffix); ok {
+				d.set(at, tags["component"], base, 0, parseFault(v))
+				continue
+			}
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				if b, berr := strconv.ParseBool(v); berr == nil {
+					f = 0
+					if b {
+						f = 1
+					}
+				} else {
+					return fmt.Errorf("%s:%d: %s: %q is not a number", name, line, h, v)
+				}
+			}
+			d.set(at, tags["component"], h, f, drivers.FaultNone)
+		}
 	}
 }
 

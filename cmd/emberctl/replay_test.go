@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,5 +170,27 @@ func TestReplayErrors(t *testing.T) {
 	err = cmdReplay(context.Background(), []string{"-config", cfg, bad}, &bytes.Buffer{}, &errb)
 	if err == nil || !strings.Contains(err.Error(), "ov.yaml:3: site.thermal.delta_wran: unknown key") {
 		t.Fatalf("bad override: %v", err)
+	}
+}
+
+func TestReplayInflux1CSV(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("name,time,agent,component,device,site,temperature.celsius,temperature.celsius.fault,voltage.volts\n")
+	base := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	for i := range 200 {
+		ts := base + int64(i)*int64(time.Second)
+		for c := 1; c <= 4; c++ {
+			temp, fault := "25.1", ""
+			if c == 3 && i >= 50 {
+				temp, fault = "", "sentinel"
+			}
+			fmt.Fprintf(&b, "ember,%d,gw,string/1/module/1/cell/%d,rack-y,s,%s,%s,%.3f\n", ts, c, temp, fault, 3.9+0.001*float64((i*7+c*3)%5))
+		}
+	}
+	f := filepath.Join(t.TempDir(), "influx1.csv")
+	os.WriteFile(f, []byte(b.String()), 0o644)
+	as := replayOut(t, f)
+	if len(as) != 1 || as[0].Device != "rack-y" || as[0].Agent != "gw" || as[0].Component != "string/1/module/1/cell/3" || as[0].Category != wire.CategorySensorFault {
+		t.Fatalf("want one sensor_fault alert for cell 3, got %+v", as)
 	}
 }
