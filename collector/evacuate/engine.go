@@ -334,7 +334,10 @@ func (e *Engine) onAlertMsg(m *nats.Msg) {
 		e.log.Warn("malformed alert", "subject", m.Subject, "err", err)
 		return
 	}
-	e.in <- func() { e.handleAlert(a) }
+	select {
+	case e.in <- func() { e.handleAlert(a) }:
+	case <-e.runCtx.Done(): // stopping: do not block the NATS callback
+	}
 }
 
 // OnAlert feeds an alert (when Config.AlertsFromCaller is set; harmless
