@@ -432,7 +432,7 @@ func (p *Policy) escalate(now time.Time, key string, ev *Evac, ds *domainState, 
 		d.Reasons = []string{fmt.Sprintf("%s alert; still waiting for approval: %s", a.Stage, ev.Blocked)}
 		return []Decision{d}
 	case StateHolding:
-		if !emergency || !p.cfg.Corroboration.EmergencyAlone {
+		if !emergency {
 			d.Action, d.Evac = ActNote, ev.clone()
 			d.Reasons = []string{fmt.Sprintf("%s alert during hold (until %s)", a.Stage, ev.HoldUntil.Format(time.RFC3339))}
 			return []Decision{d}
@@ -449,7 +449,8 @@ func (p *Policy) escalate(now time.Time, key string, ev *Evac, ds *domainState, 
 		}
 	}
 	reasons := []string{why}
-	if emergency && p.cfg.Corroboration.EmergencyAlone || ev.Urgency == wire.UrgencyEmergency {
+	// A corroborated emergency skips the hold window (contract section 6).
+	if emergency || ev.Urgency == wire.UrgencyEmergency {
 		ev.Urgency = wire.UrgencyEmergency
 		reasons = append(reasons, "emergency: hold window skipped")
 	}

@@ -135,6 +135,11 @@ func TestPolicyCorroborationModes(t *testing.T) {
 			[]wire.Alert{alert("a", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageEmergency, t0)}, ActEvacuate},
 		{"emergency alone disabled", func(c *PolicyConfig) { c.Corroboration.EmergencyAlone = false },
 			[]wire.Alert{alert("a", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageEmergency, t0)}, ActNote},
+		{"corroborated emergency skips hold without emergency_alone", func(c *PolicyConfig) { c.Corroboration.EmergencyAlone = false },
+			[]wire.Alert{alert("a", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageEmergency, t0, families("thermal", "gas"))}, ActEvacuate},
+		{"emergency during hold", nil,
+			[]wire.Alert{alert("a", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageCritical, t0, families("thermal", "gas")),
+				alert("b", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageEmergency, t0)}, ActEvacuate},
 		{"no hold", func(c *PolicyConfig) { c.Hold = 0 },
 			[]wire.Alert{alert("a", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageCritical, t0, families("thermal", "gas"))}, ActEvacuate},
 	}
