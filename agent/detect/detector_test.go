@@ -720,3 +720,51 @@ func TestImplausibleCurrentIsUnknown(t *testing.T) {
 		t.Fatalf("-80 mV with a garbage current: %s, want warning", got)
 	}
 }
+
+// TestChatteringSensor (reliability design T18a): a cell oscillating
+// around a threshold for an hour must not flap: at most one activation per
+// 10 minutes.
+func TestChatteringSensor(t *testing.T) {
+	r := newRig(t, nmc)
+	r.run(time.Minute, nil)
+	i := 0
+	r.runEach(time.Hour, func() {
+		i++
+		r.T[2] = 28.4 // dT swings 2.8..4.0 across the 3 degC watch threshold
+		if (i/10)%2 == 0 {
+			r.T[2] += 0.6
+		} else {
+			r.T[2] -= 0.6
+		}
+	})
+	ups := 0
+	for _, a := range r.alerts {
+		if a.Component == cellComp(2) && a.Stage > a.PreviousStage {
+			ups++
+		}
+	}
+	if ups > 6 {
+		r.dump()
+		t.Fatalf("%d activations in an hour of chatter, want <= 6", ups)
+	}
+	if ups == 0 {
+		t.Fatal("a cell ~3 degC above its peers for an hour never raised a watch")
+	}
+}
+
+// TestClockJumps (T19): the sample clock jumping back an hour and forward
+// again must neither panic nor raise anything on a quiet rack.
+func TestClockJumps(t *testing.T) {
+	r := newRig(t, nmc)
+	r.run(5*time.Minute, nil)
+	r.at = r.at.Add(-time.Hour)
+	r.run(5*time.Minute, nil)
+	r.at = r.at.Add(2 * time.Hour)
+	r.run(5*time.Minute, nil)
+	for _, a := range r.alerts {
+		if a.Category != wire.CategorySensorFault && a.Category != wire.CategoryComms {
+			r.dump()
+			t.Fatalf("clock jump raised %s", a.Summary)
+		}
+	}
+}
