@@ -29,6 +29,17 @@
 // but never finished (its runner died mid-way) is "in doubt": it is not run
 // again unless Spec.RerunInDoubt says the hook is idempotent.
 //
+// Set.Limit (PerMinute) bounds hook attempts with a token bucket, a
+// guardrail against runaway automation.
+//
+// # Signed evacuation messages
+//
+// Signer signs evacuation messages with an ed25519 nkey; Verifier checks
+// signature, issuer allow-list, freshness, replay of (id, phase) and the
+// leader's fencing token. SecurityAlert builds the alert for a refused
+// message. CollectorAck is what the leading collector tells an agent whose
+// critical alert it has taken charge of (see package fallback).
+//
 // # Dry run
 //
 // Drill evacuations carry dry_run: true. Hooks still run (exec hooks see
