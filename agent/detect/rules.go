@@ -133,14 +133,12 @@ func (d *Detector) stepVoltRules(now int64) {
 
 		// Dips: a sudden drop of the peer delta not explained by a current
 		// step (micro-shorts, 20-80 mV).
-		dip := false
 		if v.hasPrev && !masked {
 			dI := 0.0
 			if !math.IsNaN(cur) && !math.IsNaN(v.prevI) {
 				dI = math.Abs(cur - v.prevI)
 			}
 			if v.prevDV-v.dV >= el.DipDrop+dI*el.CurrentAllowance {
-				dip = true
 				v.dipSize = v.prevDV - v.dV
 				v.dips[v.dipHead] = now
 				v.dipHead = (v.dipHead + 1) % maxDips
@@ -156,7 +154,6 @@ func (d *Detector) stepVoltRules(now int64) {
 			}
 			lastDip = max(lastDip, t)
 		}
-		_ = dip
 		c.rs[eDip].eval(now, v.nDips > 0 && now-lastDip < el.DipHold.ns(), false, 0, v.dipSize, el.DipDrop)
 		c.rs[eDips].eval(now, nRecent >= el.DipsWarn, false, 0, float64(nRecent), float64(el.DipsWarn))
 
