@@ -438,9 +438,6 @@ func TestEngineLeaderDiesBetweenPhases(t *testing.T) {
 }
 
 func TestEngineClusterNodeKilled(t *testing.T) {
-	if testing.Short() {
-		t.Skip("3-node cluster")
-	}
 	servers := testenv.NATSCluster(t, 3)
 	var urls []string
 	for _, s := range servers {
@@ -468,7 +465,7 @@ func TestEngineClusterNodeKilled(t *testing.T) {
 		}
 		return nil
 	})
-	// Kill the node the leader is connected to... or not: kill node 0.
+	// Kill node 0, the first choice of collector a.
 	var victim *server.Server = servers[0]
 	victim.Shutdown()
 	victim.WaitForShutdown()
