@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +168,22 @@ func BenchmarkAlertToFirstHook(b *testing.B) {
 	}
 	b.ReportMetric(float64(pct(all, 0.5).Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(pct(all, 0.99).Microseconds())/1000, "p99-ms")
+}
+
+func TestEvacuationsSource(t *testing.T) {
+	s := testenv.NATS(t)
+	e := startEngine(t, engineOpts{urls: s.ClientURL(), id: "col-a", kp: mustKP(t), policy: func(c *PolicyConfig) { c.Hold = time.Minute }})
+	waitLeader(t, e)
+	agent := connect(t, s.ClientURL())
+	publishAlert(t, agent, alert("al-1", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageCritical, time.Now(), families("thermal", "gas")))
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		evs, err := e.Evacuations(t.Context())
+		if err != nil {
+			return err
+		}
+		if len(evs) != 1 || evs[0].Phase != wire.PhasePrestage || evs[0].Domain != "ups-1" || !strings.Contains(evs[0].Reason.Summary, "[holding]") {
+			return fmt.Errorf("evacuations %+v", evs)
+		}
+		return nil
+	})
 }
