@@ -217,10 +217,10 @@ func TestIntegrationValuesEqualSimulated(t *testing.T) {
 	}
 	// Spot checks with exact numbers: signed current, scale factors.
 	for _, l := range c.last("rack-a1") {
-		if l.Tags["component"] == "string/2/module/3/cell/4" && math.Abs(l.Fields["temperature.celsius"]-31.5) > 1e-9 {
+		if l.Tags["component"] == "string/2/module/3/cell/4" && l.Fields["temperature.celsius"] != 31.5 {
 			t.Errorf("hot cell: %v", l.Fields)
 		}
-		if l.Tags["component"] == "string/1/module/1/cell/2" && math.Abs(l.Fields["voltage.volts"]-3.187) > 1e-9 {
+		if l.Tags["component"] == "string/1/module/1/cell/2" && l.Fields["voltage.volts"] != 3.187 {
 			t.Errorf("low cell: %v", l.Fields)
 		}
 	}

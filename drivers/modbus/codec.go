@@ -110,6 +110,7 @@ type Decoder struct {
 	wordSwap  bool // low word first
 	byteSwap  bool // low byte first within each register
 	factor    float64
+	div       float64 // exact integer divisor for scales below 1 (1000 for 0.001)
 	offset    float64
 	sign      float64
 	useSF     bool
@@ -167,7 +168,7 @@ func NewDecoder(pt *profile.Point, o DecodeOptions) (*Decoder, error) {
 	if !ok {
 		return nil, fmt.Errorf("type: unknown modbus type %q", pt.Type)
 	}
-	d := &Decoder{typ: typ, factor: 1, offset: pt.Offset, sign: 1, sunspec: o.Sentinels == "sunspec"}
+	d := &Decoder{typ: typ, factor: 1, div: 1, offset: pt.Offset, sign: 1, sunspec: o.Sentinels == "sunspec"}
 	d.n = typ.regCount(pt.Length)
 	if typ == tString && d.n <= 0 {
 		return nil, fmt.Errorf("length: a string needs a length in registers")
@@ -192,6 +193,12 @@ func NewDecoder(pt *profile.Point, o DecodeOptions) (*Decoder, error) {
 		}
 		if d.factor == 0 || math.IsInf(d.factor, 0) || math.IsNaN(d.factor) {
 			return nil, fmt.Errorf("scale: factor must be finite and non-zero")
+		}
+		// Dividing by an exact integer (1000) rounds correctly where
+		// multiplying by its inexact inverse (0.001) does not: 3187 mV
+		// decodes as 3.187, not 3.1870000000000003.
+		if inv := 1 / d.factor; d.factor < 1 && inv == math.Round(inv) {
+			d.div, d.factor = inv, 1
 		}
 	}
 	switch pt.Sign {
@@ -375,9 +382,13 @@ func (d *Decoder) Decode(regs []uint16, sf uint16, sfOK bool, out []drivers.Read
 			setFault(r, drivers.FaultScale, detailScale)
 			return
 		}
-		v *= pow10[s+10]
+		if s < 0 {
+			v /= pow10[10-s] // see div: exact divisors round correctly
+		} else {
+			v *= pow10[s+10]
+		}
 	}
-	v = (v*d.factor + d.offset) * d.sign
+	v = (v/d.div*d.factor + d.offset) * d.sign
 	if math.IsInf(v, 0) || math.IsNaN(v) {
 		setFault(r, drivers.FaultRange, detailInf)
 		return
