@@ -447,7 +447,7 @@ func (d *Detector) alert(c *cond, prev wire.Stage, at time.Time, lv [4]wire.Stag
 	if c.own >= wire.StageCritical && c.evidence == wire.StageEmergency && c.isCell && c.own < wire.StageEmergency {
 		why = append(why, "two or more cells critical (propagation)")
 	}
-	if c.note != "" && c.category == wire.CategorySensorFault {
+	if c.note != "" && c.category == wire.CategorySensorFault && c.stage > wire.StageNormal {
 		why = append(why, c.note)
 	}
 	a.Summary = summary(d.device, c, a.Signatures, why)
