@@ -84,7 +84,13 @@ func cmdEvac(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if *asJSON {
 			return printJSON(stdout, ev)
 		}
-		fmt.Fprintf(stdout, "%s %s: domain %s, state %s, phases %s (by %s)\n", sub, ev.ID, ev.Domain, ev.State, strings.Join(ev.Phases, ","), ev.Actor)
+		fmt.Fprintf(stdout, "%s %s: domain %s, state %s, phases %s", sub, ev.ID, ev.Domain, ev.State, strings.Join(ev.Phases, ","))
+		if ev.State == evacuate.StateBlocked && len(ev.Approvals) > 0 {
+			fmt.Fprintf(stdout, ", approved so far by %s: another operator must approve", strings.Join(ev.Approvals, ", "))
+		} else if ev.Actor != "" {
+			fmt.Fprintf(stdout, " (by %s)", ev.Actor)
+		}
+		fmt.Fprintln(stdout)
 		return nil
 	}
 	fmt.Fprintln(stderr, evacUsage)
@@ -155,6 +161,8 @@ func evacList(ctx context.Context, base string, asJSON bool, stdout io.Writer) e
 		switch {
 		case ev.State == evacuate.StateHolding:
 			note = fmt.Sprintf("evacuates in %v unless aborted; %s", time.Until(ev.HoldUntil).Round(time.Second), ev.Summary)
+		case ev.Blocked != "" && len(ev.Approvals) > 0:
+			note = "approved by " + strings.Join(ev.Approvals, ", ") + ", waits for another operator: " + ev.Blocked
 		case ev.Blocked != "":
 			note = "waits for approval: " + ev.Blocked
 		}

@@ -40,6 +40,9 @@ type PolicyConfig struct {
 	// AbortQuiet is how long after an abort alerts below emergency on that
 	// domain only add evidence. Defaults to 10m.
 	AbortQuiet time.Duration `yaml:"abort_quiet" json:"abort_quiet"`
+	// BlockedApprovals is how many different operators must approve an
+	// evacuation a guardrail blocked. Defaults to 2; 1 allows one person.
+	BlockedApprovals int `yaml:"blocked_approvals" json:"blocked_approvals"`
 }
 
 // Corroboration is satisfied when any enabled rule holds.
@@ -67,7 +70,7 @@ func DefaultPolicy() PolicyConfig {
 		Corroboration:        Corroboration{Families: 2, Agents: 2, EmergencyAlone: true},
 		MaxConcurrentDomains: 1, MaxCapacityPercent: 50, CapacityWindow: 10 * time.Minute,
 		CommonMode: CommonMode{Domains: 2, Window: 60 * time.Second},
-		AbortQuiet: 10 * time.Minute,
+		AbortQuiet: 10 * time.Minute, BlockedApprovals: 2,
 	}
 }
 
@@ -100,6 +103,9 @@ func (c *PolicyConfig) Validate() error {
 	}
 	if c.CommonMode.Domains < 1 || c.CommonMode.Window <= 0 {
 		errs = append(errs, errors.New("common_mode: domains must be >= 1 and window positive"))
+	}
+	if c.BlockedApprovals < 1 || c.BlockedApprovals > 5 {
+		errs = append(errs, fmt.Errorf("blocked_approvals: want 1 to 5, got %d", c.BlockedApprovals))
 	}
 	if c.AbortQuiet < 0 {
 		errs = append(errs, errors.New("abort_quiet: must not be negative"))
@@ -141,6 +147,8 @@ type Evac struct {
 	Blocked string `json:"blocked,omitempty"`
 	// Actor is the operator of the last manual action.
 	Actor string `json:"actor,omitempty"`
+	// Approvals of a blocked evacuation so far (see BlockedApprovals).
+	Approvals []string `json:"approvals,omitempty"`
 	// EvacuateStart is when the evacuate phase was issued.
 	EvacuateStart time.Time `json:"evacuate_start,omitzero"`
 	// FirstSample is the sample time of the first alert (drill reports).
@@ -156,6 +164,7 @@ func (e *Evac) clone() *Evac {
 	c.Agents = slices.Clone(e.Agents)
 	c.Targets = slices.Clone(e.Targets)
 	c.Phases = slices.Clone(e.Phases)
+	c.Approvals = slices.Clone(e.Approvals)
 	return &c
 }
 
@@ -170,6 +179,7 @@ const (
 	ActAbort    = "abort"    // abort phase issued
 	ActComplete = "complete" // complete phase issued
 	ActRefuse   = "refuse"   // refused an unsafe plan or an invalid request
+	ActApprove  = "approve"  // one approval recorded; more are needed
 )
 
 // Decision is one output of the policy, with its reasons; every decision
@@ -619,6 +629,23 @@ func (p *Policy) Approve(now time.Time, id, actor, note string) ([]Decision, err
 	case StatePrestaged, StateHolding, StateBlocked:
 	default:
 		return nil, fmt.Errorf("%w: %s is %s", ErrState, id, ev.State)
+	}
+	if ev.State == StateBlocked && p.cfg.BlockedApprovals > 1 {
+		// Overriding a guardrail takes more than one person (T25).
+		if !slices.Contains(ev.Approvals, actor) {
+			ev.Approvals = append(ev.Approvals, actor)
+		}
+		if len(ev.Approvals) < p.cfg.BlockedApprovals {
+			ev.Updated = now
+			d.Action, d.Evac = ActApprove, ev.clone()
+			d.Reasons = []string{fmt.Sprintf("approval %d of %d by %s; another operator must approve to override: %s",
+				len(ev.Approvals), p.cfg.BlockedApprovals, actor, ev.Blocked)}
+			if note != "" {
+				d.Reasons = append(d.Reasons, "note: "+note)
+			}
+			return []Decision{d}, nil
+		}
+		actor = strings.Join(ev.Approvals, "+")
 	}
 	reasons := []string{fmt.Sprintf("manual release by %s", actor)}
 	if ev.Blocked != "" {

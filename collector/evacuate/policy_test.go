@@ -245,10 +245,17 @@ func TestPolicyBlastRadius(t *testing.T) {
 	if ds[len(ds)-1].Action != ActEvacuate || !ds[len(ds)-1].Evac.DryRun || !ds[len(ds)-1].Evac.Drill {
 		t.Fatalf("drill: %s", actions(ds))
 	}
-	// Operator approval overrides the guardrail.
-	ds, err := p.Approve(now, last.EvacID, "dave", "confirmed by camera")
-	if err != nil || ds[0].Action != ActEvacuate {
-		t.Fatalf("approve blocked: %v %v", ds, err)
+	// Two operators' approvals override the guardrail; the same one twice
+	// does not.
+	for _, who := range []string{"dave", "dave"} {
+		ds, err := p.Approve(now, last.EvacID, who, "confirmed by camera")
+		if err != nil || ds[0].Action != ActApprove || !strings.Contains(ds[0].Reasons[0], "approval 1 of 2") {
+			t.Fatalf("first approval: %v %v", ds, err)
+		}
+	}
+	ds, err := p.Approve(now, last.EvacID, "erin", "")
+	if err != nil || ds[0].Action != ActEvacuate || ds[0].Actor != "dave+erin" {
+		t.Fatalf("second approval: %v %v", ds, err)
 	}
 }
 
