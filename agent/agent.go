@@ -16,6 +16,7 @@ import (
 
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
+	"github.com/emberwatch/emberwatch/internal/hooks/fallback"
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
@@ -77,6 +78,8 @@ type Agent struct {
 	devices   []*device
 	links     []*linkLoop
 	pub       Publisher
+
+	fb *fallback.F // local fallback hooks (edge autonomy), nil when not configured
 
 	alertMu sync.Mutex
 	alerts  []wire.Alert // recent alerts, newest last (bounded)
@@ -157,6 +160,24 @@ func (a *Agent) tags(dc *DeviceConfig) []wire.Tag {
 func (a *Agent) Run(ctx context.Context) error {
 	a.start = a.now()
 	a.monoStart = time.Now()
+	if a.cfg.Fallback != nil {
+		fb, err := fallback.New(*a.cfg.Fallback, a.opts.Conn, a.log.With("part", "fallback"))
+		if err != nil {
+			return fmt.Errorf("fallback: %w", err)
+		}
+		if err := fb.Start(ctx); err != nil {
+			return err
+		}
+		a.fb = fb
+		defer fb.Close()
+	}
+	if a.opts.Conn != nil {
+		sub, err := a.opts.Conn.Subscribe(wire.AlertSubject(a.cfg.Site, a.cfg.AgentID, "*"), a.onAlertMsg)
+		if err != nil {
+			return fmt.Errorf("subscribe to acks: %w", err)
+		}
+		defer sub.Unsubscribe()
+	}
 	var sampling, processing sync.WaitGroup
 	pctx, cancelProc := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelProc()
@@ -173,13 +194,6 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.log.Error("traps off", "err", err)
 			}
 		})
-	}
-	if a.opts.Conn != nil {
-		sub, err := a.opts.Conn.Subscribe(wire.AlertSubject(a.cfg.Site, a.cfg.AgentID, "*"), a.onAlertMsg)
-		if err != nil {
-			return fmt.Errorf("subscribe to acks: %w", err)
-		}
-		defer sub.Unsubscribe()
 	}
 	a.log.Info("agent started", "site", a.cfg.Site, "agent", a.cfg.AgentID, "devices", len(a.devices), "links", len(a.links))
 	<-ctx.Done()
@@ -333,6 +347,9 @@ func (a *Agent) publishAlert(ctx context.Context, d *device, al wire.Alert) {
 		a.log.Error("alert not published", "device", al.Device, "stage", al.Stage, "err", err)
 	}
 	a.log.Info("alert", "device", al.Device, "component", al.Component, "category", al.Category, "stage", al.Stage, "previous", al.PreviousStage)
+	if a.fb != nil {
+		a.fb.OnAlert(ctx, al)
+	}
 	if a.opts.OnAlert != nil {
 		a.opts.OnAlert(al)
 	}

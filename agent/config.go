@@ -9,6 +9,8 @@ import (
 	"github.com/emberwatch/emberwatch/drivers/sensor"
 	"github.com/emberwatch/emberwatch/drivers/snmp"
 	"github.com/emberwatch/emberwatch/internal/confpos"
+	"github.com/emberwatch/emberwatch/internal/hooks"
+	"github.com/emberwatch/emberwatch/internal/hooks/fallback"
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
@@ -21,7 +23,8 @@ type Config struct {
 	ProfilesDir   string           `yaml:"profiles_dir"`
 	Heartbeat     time.Duration    `yaml:"heartbeat"`
 	Devices       []DeviceConfig   `yaml:"devices"`
-	Hooks         []HookConfig     `yaml:"hooks"`
+	Hooks         []hooks.Spec     `yaml:"hooks"`
+	Fallback      *fallback.Config `yaml:"fallback"`
 	DetectionFile string           `yaml:"detection_file"`
 	Traps         *snmp.TrapConfig `yaml:"traps"`
 	BlackBox      time.Duration    `yaml:"black_box"`
@@ -58,17 +61,6 @@ type DeviceConfig struct {
 	Modbus    *modbus.Config    `yaml:"modbus"`
 	SNMP      *snmp.Config      `yaml:"snmp"`
 	Local     *sensor.Config    `yaml:"local"`
-}
-
-// HookConfig is a local fallback hook (contract section 6), used when no
-// collector acknowledges a critical alert.
-type HookConfig struct {
-	Name    string        `yaml:"name"`
-	Exec    []string      `yaml:"exec"`
-	URL     string        `yaml:"url"`
-	Secret  string        `yaml:"secret"`
-	Subject string        `yaml:"subject"`
-	Timeout time.Duration `yaml:"timeout"`
 }
 
 // DefaultConfig holds the defaults applied before a file is decoded.
@@ -213,17 +205,15 @@ func (c *Config) validate(d *confpos.Doc) {
 			d.Errorf(key, "needs exactly one of modbus, snmp or local, has %d", n)
 		}
 	}
-	for i, h := range c.Hooks {
-		key := fmt.Sprintf("hooks[%d]", i)
-		n := 0
-		for _, set := range []bool{len(h.Exec) > 0, h.URL != "", h.Subject != ""} {
-			if set {
-				n++
-			}
-		}
-		if n != 1 {
-			d.Errorf(key, "needs exactly one of exec, url or subject, has %d", n)
-		}
+	for _, p := range hooks.Validate(c.Hooks) {
+		d.Errorf("hooks", "%v", p)
+	}
+	if len(c.Hooks) > 0 && c.Fallback == nil {
+		d.Errorf("fallback", "local hooks are configured but no fallback section says which domain and targets they act on")
+	}
+	if c.Fallback != nil {
+		c.Fallback.Site, c.Fallback.Agent, c.Fallback.Hooks = c.Site, c.AgentID, c.Hooks
+		d.Check("fallback", c.Fallback.Validate())
 	}
 }
 

@@ -31,14 +31,15 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// connect dials s with the reconnect behaviour of agent.ConnectNATS.
-func connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+// connect dials url with the reconnect behaviour of agent.ConnectNATS and,
+// unless extra says otherwise, no reconnect buffer: a publish while
+// disconnected fails at once instead of being replayed, out of the spool's
+// order, on reconnect.
+func connect(t testing.TB, url string, extra ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
-		nats.RetryOnFailedConnect(true), nats.Timeout(2*time.Second),
-		// No reconnect buffer: a publish while disconnected fails at once
-		// instead of being replayed, out of the spool's order, on reconnect.
-		nats.ReconnectBufSize(-1))
+	opts := append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(50 * time.Millisecond),
+		nats.RetryOnFailedConnect(true), nats.Timeout(2 * time.Second), nats.ReconnectBufSize(-1)}, extra...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatalf("connect %s: %v", url, err)
 	}

@@ -124,6 +124,7 @@ type Spool struct {
 	log  *slog.Logger
 	opts Options
 	dir  string
+	lock *os.File // flock on dir/LOCK, held until Close
 
 	mu       sync.Mutex
 	q        [numKinds]*queue
@@ -165,13 +166,20 @@ func Open(dir string, opts Options, log *slog.Logger) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Spool{log: log, opts: opts, dir: dir, limit: opts.MaxBytes,
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Spool{log: log, opts: opts, dir: dir, limit: opts.MaxBytes, lock: lock,
 		wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	for k := range numKinds {
 		q := &queue{kind: k, dir: filepath.Join(dir, k.String()), segSize: opts.SegmentBytes, lastCompact: opts.Now()}
 		if err := q.open(); err != nil {
 			for _, o := range s.q[:k] {
 				o.log.Close()
+			}
+			if lock != nil {
+				lock.Close()
 			}
 			return nil, fmt.Errorf("open spool: %w", err)
 		}
@@ -637,6 +645,9 @@ func (s *Spool) Close() error {
 	}
 	if n := len(s.overflow); n > 0 {
 		errs = append(errs, fmt.Errorf("spool: %d alerts held in memory were lost at close (disk refused them)", n))
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
 	}
 	s.log.Info("spool closed", "alerts", s.q[Alert].depth(), "telemetry", s.q[Telemetry].depth())
 	return errors.Join(errs...)

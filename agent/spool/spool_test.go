@@ -166,6 +166,9 @@ func TestReopenKeepsBacklog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := Open(dir, Options{}, nil); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open of a spool dir in use: %v, want an in-use error", err)
+	}
 	if err := sp.Close(); err != nil {
 		t.Fatal(err)
 	}
