@@ -628,14 +628,17 @@ func TestEngineEmergencySkipsHoldAndDrillIsDryRun(t *testing.T) {
 		t.Fatalf("emergency evacuation %+v", em)
 	}
 	// The drill is held like a real one (hold 1 min) and marked dry run.
-	l, _ := e.List(t.Context())
-	var dr Evac
-	for _, ev := range l {
-		if ev.Drill {
-			dr = ev
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		l, _ := e.List(t.Context())
+		var dr Evac
+		for _, ev := range l {
+			if ev.Drill {
+				dr = ev
+			}
 		}
-	}
-	if dr.State != StateHolding || !dr.DryRun || !strings.Contains(strings.Join(hl.lines(), "|"), dr.ID+" prestage 1") {
-		t.Fatalf("drill %+v, runs %v", dr, hl.lines())
-	}
+		if dr.State != StateHolding || !dr.DryRun || !strings.Contains(strings.Join(hl.lines(), "|"), dr.ID+" prestage 1") {
+			return fmt.Errorf("drill %+v, runs %v", dr, hl.lines())
+		}
+		return nil
+	})
 }
