@@ -299,9 +299,12 @@ func TestEngineRealSequenceOncePerHook(t *testing.T) {
 	if hl.count("prestage") != 2 || hl.count("evacuate") != 2 {
 		t.Fatalf("hook runs %v: want prestage and evacuate once per hook (2 hooks)", hl.lines())
 	}
-	if got := strings.Join(w.phases(), ","); got != "prestage,evacuate" {
-		t.Fatalf("verified messages %q, want prestage,evacuate", got)
-	}
+	testenv.WaitFor(t, 3*time.Second, func() error {
+		if got := strings.Join(w.phases(), ","); got != "prestage,evacuate" {
+			return fmt.Errorf("verified messages %q, want prestage,evacuate", got)
+		}
+		return nil
+	})
 	w.mu.Lock()
 	ev := w.valid[1]
 	nrefused, nacks := len(w.refused), len(w.acks)
@@ -616,17 +619,21 @@ func TestEngineEmergencySkipsHoldAndDrillIsDryRun(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("emergency took %v", took)
 	}
-	var em wire.Evacuation
-	w.mu.Lock()
-	for _, ev := range w.valid {
-		if ev.Phase == wire.PhaseEvacuate {
-			em = ev
+	// The message is published in parallel with the hooks: wait for it.
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		var em wire.Evacuation
+		w.mu.Lock()
+		for _, ev := range w.valid {
+			if ev.Phase == wire.PhaseEvacuate {
+				em = ev
+			}
 		}
-	}
-	w.mu.Unlock()
-	if em.Urgency != wire.UrgencyEmergency || em.Domain != "ups-2" || em.DryRun {
-		t.Fatalf("emergency evacuation %+v", em)
-	}
+		w.mu.Unlock()
+		if em.Urgency != wire.UrgencyEmergency || em.Domain != "ups-2" || em.DryRun {
+			return fmt.Errorf("emergency evacuation %+v", em)
+		}
+		return nil
+	})
 	// The drill is held like a real one (hold 1 min) and marked dry run.
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		l, _ := e.List(t.Context())
