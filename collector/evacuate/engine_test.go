@@ -399,11 +399,14 @@ func TestEngineLeaderDiesDuringHold(t *testing.T) {
 		t.Fatalf("runs %v: want one prestage (by a) and one evacuate (by b)", hl.lines())
 	}
 	// b saw the prestage as already done, never re-ran it.
-	done := b.audit.find(func(r AuditRecord) bool { return r.Kind == hooks.EventAlreadyDone && r.Phase == wire.PhasePrestage })
-	ran := b.audit.find(func(r AuditRecord) bool { return r.Kind == hooks.EventDone && r.Phase == wire.PhaseEvacuate })
-	if len(done) != 1 || len(ran) != 1 {
-		t.Fatalf("b audit: already_done prestage %d, evacuate done %d", len(done), len(ran))
-	}
+	testenv.WaitFor(t, 3*time.Second, func() error {
+		done := b.audit.find(func(r AuditRecord) bool { return r.Kind == hooks.EventAlreadyDone && r.Phase == wire.PhasePrestage })
+		ran := b.audit.find(func(r AuditRecord) bool { return r.Kind == hooks.EventDone && r.Phase == wire.PhaseEvacuate })
+		if len(done) != 1 || len(ran) != 1 {
+			return fmt.Errorf("b audit: already_done prestage %d, evacuate done %d", len(done), len(ran))
+		}
+		return nil
+	})
 	t.Logf("takeover after leader death: %v", takeover.Round(time.Millisecond))
 }
 
