@@ -141,7 +141,7 @@ func TestChaosT10CommsLossDuringPreAlarm(t *testing.T) {
 	const poll = time.Second
 	outage := 90 * time.Second
 	for _, tc := range []struct {
-		name    string
+		name     string
 		prealarm bool
 	}{{"normal", false}, {"pre-alarm", true}} {
 		t.Run(tc.name, func(t *testing.T) {
