@@ -274,3 +274,38 @@ func openFilesUnder(dir string) []string {
 	}
 	return out
 }
+
+// TestNoRoomForTelemetry: on a filesystem with less free space than the
+// spool's headroom, telemetry is dropped without being written (no
+// write-then-cut churn, no fsync per message) and alerts are still kept.
+func TestNoRoomForTelemetry(t *testing.T) {
+	mnt := smallDisk(t, "1m")
+	filler := fillDisk(t, mnt)
+	// Leave 96 KiB free: less than the headroom of two 64 KiB segments.
+	if err := os.Truncate(filler, 1<<20-96<<10); err != nil {
+		t.Fatal(err)
+	}
+	sp, err := Open(filepath.Join(mnt, "spool"), Options{SegmentBytes: 64 << 10, tick: make(chan time.Time)}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	for i := range 100 {
+		if err := sp.Publish(t.Context(), "ember.s1.telemetry.a1.d1", fmt.Sprint("t-", i), make([]byte, 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if err := sp.Publish(t.Context(), "ember.s1.alert.a1.d1", fmt.Sprint("a-", i), make([]byte, 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sp.housekeep()
+	st := sp.Stats()
+	if st.Limit != 0 || st.TelemetryDropped != 100 || st.TelemetryDepth != 0 || st.AlertDepth != 5 {
+		t.Fatalf("limit %d, dropped %d, telemetry depth %d, alerts %d; want 0, 100, 0, 5", st.Limit, st.TelemetryDropped, st.TelemetryDepth, st.AlertDepth)
+	}
+	if st.Syncs > 1 {
+		t.Fatalf("%d fsyncs for 100 dropped messages and one tick", st.Syncs)
+	}
+}

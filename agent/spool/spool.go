@@ -134,6 +134,7 @@ type Spool struct {
 	ovSent   bool  // the forwarder holds overflow entries in flight
 	limit    int64 // MaxBytes lowered to what the filesystem can hold
 	diskFull bool  // telemetry skips the disk until the next tick
+	noRoom   bool  // the limit leaves no room for telemetry (logged once)
 	closed   bool
 	lastErr  error
 	lastAt   time.Time
@@ -263,6 +264,18 @@ func (s *Spool) appendTelemetry(subject, msgID string, data []byte, now time.Tim
 		q.dropped++
 		return nil
 	}
+	if s.q[Alert].bytes+int64(s.opts.SegmentBytes) > s.limit {
+		// No room for even one segment of telemetry (the filesystem is
+		// nearly full): writing it would only be cut again at once, at the
+		// cost of a rewrite and an fsync per message.
+		q.dropped++
+		if !s.noRoom {
+			s.noRoom = true
+			s.log.Warn("spool: no room for telemetry, dropping it", "dir", s.dir, "limit", s.limit, "alert_bytes", s.q[Alert].bytes)
+		}
+		return nil
+	}
+	s.noRoom = false
 	s.buf = appendRecord(s.buf[:0], subject, msgID, data, now)
 	err := q.append(s.buf)
 	if err == nil {
