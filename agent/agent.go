@@ -79,7 +79,8 @@ type Agent struct {
 	links     []*linkLoop
 	pub       Publisher
 
-	fb *fallback.F // local fallback hooks (edge autonomy), nil when not configured
+	fb     *fallback.F // local fallback hooks (edge autonomy), nil when not configured
+	drills drills
 
 	alertMu sync.Mutex
 	alerts  []wire.Alert // recent alerts, newest last (bounded)
@@ -177,6 +178,11 @@ func (a *Agent) Run(ctx context.Context) error {
 			return fmt.Errorf("subscribe to acks: %w", err)
 		}
 		defer sub.Unsubscribe()
+		dsub, err := a.serveDrills(ctx, a.opts.Conn)
+		if err != nil {
+			return fmt.Errorf("subscribe to drills: %w", err)
+		}
+		defer dsub.Unsubscribe()
 	}
 	var sampling, processing sync.WaitGroup
 	pctx, cancelProc := context.WithCancel(context.WithoutCancel(ctx))
@@ -230,10 +236,18 @@ func (a *Agent) process(ctx context.Context, d *device) {
 
 func (a *Agent) processRound(ctx context.Context, d *device, r *round, emit func(wire.Alert), idBuf *[]byte) {
 	d.noteRound(r)
-	d.prepareProcessor(r.lay, a.opts.NewDetector)
+	d.prepareProcessor(r.lay, a.opts.NewDetector, a.newBlackBox)
+	if d.bb != nil {
+		d.bb.Record(r.at, r.readings, r.err)
+	}
 	if d.det != nil {
 		d.det.Step(r.at, r.readings, r.err, emit)
-		a.setBurst(d, d.det.Stage() >= wire.StageWatch)
+		st := d.det.Stage()
+		a.setBurst(d, st >= wire.StageWatch)
+		if st >= wire.StageWarning && d.lastStage < wire.StageWarning {
+			a.freezeBlackBox(ctx, d, st)
+		}
+		d.lastStage = st
 	}
 	// A dead round is published too: its fault fields tell the
 	// collector the device is down, with the sample's time.

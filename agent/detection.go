@@ -50,3 +50,26 @@ func DefaultDetector(ov *detect.Overrides) func(*DeviceConfig, *profile.Profile,
 		return detectorAdapter{detect.New(cfg, dev.ID, pts)}
 	}
 }
+
+// checkDetection resolves every device's detection config once at start,
+// so that a bad override stops the agent instead of silently falling back
+// to the defaults.
+func checkDetection(cfg *Config, profiles *profile.Set, ov *detect.Overrides) error {
+	if ov == nil {
+		return nil
+	}
+	for _, dev := range cfg.Devices {
+		prof, ok := profiles.Get(dev.Profile)
+		if !ok {
+			continue
+		}
+		chem := dev.Chemistry
+		if chem == "" {
+			chem = prof.Chemistry
+		}
+		if _, err := ov.Config(chem, prof.ID); err != nil {
+			return fmt.Errorf("detection_file for device %s: %w", dev.ID, err)
+		}
+	}
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/emberwatch/emberwatch/agent/blackbox"
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	"github.com/emberwatch/emberwatch/internal/wire"
@@ -52,9 +53,11 @@ type device struct {
 	out  chan *round     // rounds waiting for the processor
 
 	// Owned by the processor goroutine.
-	encLay *layout
-	enc    encoder
-	det    Detector
+	encLay    *layout
+	enc       encoder
+	det       Detector
+	bb        *blackbox.Recorder
+	lastStage wire.Stage
 
 	rounds, overruns, skipped, drops, failures atomic.Uint64
 
@@ -180,7 +183,7 @@ type group struct {
 
 // prepareProcessor rebuilds what depends on the layout: the encoder and the
 // detector. Runs on the processor goroutine.
-func (d *device) prepareProcessor(lay *layout, newDet func(*DeviceConfig, *profile.Profile, []*drivers.Point) Detector) {
+func (d *device) prepareProcessor(lay *layout, newDet func(*DeviceConfig, *profile.Profile, []*drivers.Point) Detector, newBB func(*device, *layout) *blackbox.Recorder) {
 	if d.encLay == lay {
 		return
 	}
@@ -190,6 +193,8 @@ func (d *device) prepareProcessor(lay *layout, newDet func(*DeviceConfig, *profi
 	if newDet != nil && len(lay.points) > 0 {
 		d.det = newDet(d.cfg, d.prof, lay.points)
 	}
+	d.bb = newBB(d, lay)
+	d.lastStage = wire.StageNormal
 }
 
 func newEncoder(base []wire.Tag, points []*drivers.Point) encoder {

@@ -1,12 +1,15 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/emberwatch/emberwatch/internal/testenv"
 )
@@ -44,6 +47,32 @@ fallback: {domain: ups-2, targets: [host-a, host-b], deadline: 2s, quiet: 10m}
 		b, _ := os.ReadFile(out)
 		if len(b) == 0 {
 			return fmt.Errorf("fallback hook has not run")
+		}
+		return nil
+	})
+	// The rack went through warning: its black box was frozen and stored.
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		st, err := js.Stream(context.Background(), BlackBoxStream)
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs == 0 {
+			return fmt.Errorf("black box stream is empty")
+		}
+		m, err := st.GetLastMsgForSubject(context.Background(), BlackBoxSubject("test-site", "gw-1", "rack-a1"))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(m.Data), "component=string/1/module/2/cell/3") {
+			return fmt.Errorf("black box lacks the hot cell")
 		}
 		return nil
 	})

@@ -78,7 +78,7 @@ func (s *site) startAgent(t testing.TB, cfgYAML []byte) *Agent {
 	}
 	ds := NewDriverSet(s.log, nil)
 	a, err := New(Options{Config: cfg, Profiles: s.profiles, Pollers: ds, Publisher: NewNATSPublisher(s.nc),
-		NewDetector: DefaultDetector(nil), Log: s.log, ClockSynced: func() bool { return true }})
+		NewDetector: DefaultDetector(nil), Conn: s.nc, Log: s.log, ClockSynced: func() bool { return true }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,6 +46,9 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
+	if err := checkDetection(cfg, profiles, ov); err != nil {
+		return err
+	}
 	nc, err := ConnectNATS(cfg.NATS, "ember-agent "+cfg.AgentID)
 	if err != nil {
 		return err
