@@ -2,8 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/emberwatch/emberwatch/agent/detect"
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	"github.com/emberwatch/emberwatch/internal/hooks/fallback"
@@ -81,9 +80,6 @@ type Agent struct {
 
 	fb     *fallback.F // local fallback hooks (edge autonomy), nil when not configured
 	drills drills
-
-	alertMu sync.Mutex
-	alerts  []wire.Alert // recent alerts, newest last (bounded)
 }
 
 // New opens every device's poller. A device whose profile is missing is a
@@ -341,7 +337,7 @@ func (a *Agent) publishAlert(ctx context.Context, d *device, al wire.Alert) {
 		al.Time = a.now().UTC()
 	}
 	if al.ID == "" {
-		al.ID = AlertID(&al)
+		al.ID = detect.AlertID(&al) // from content: a re-publish carries the same id
 	}
 	if al.Signatures == nil {
 		al.Signatures = []wire.Signature{}
@@ -351,12 +347,6 @@ func (a *Agent) publishAlert(ctx context.Context, d *device, al wire.Alert) {
 		a.log.Error("alert not encoded", "err", err)
 		return
 	}
-	a.alertMu.Lock()
-	a.alerts = append(a.alerts, al)
-	if len(a.alerts) > 256 {
-		a.alerts = a.alerts[len(a.alerts)-256:]
-	}
-	a.alertMu.Unlock()
 	if err := a.pub.Publish(ctx, wire.AlertSubject(a.cfg.Site, a.cfg.AgentID, al.Device), al.ID, data); err != nil {
 		a.log.Error("alert not published", "device", al.Device, "stage", al.Stage, "err", err)
 	}
@@ -367,14 +357,6 @@ func (a *Agent) publishAlert(ctx context.Context, d *device, al wire.Alert) {
 	if a.opts.OnAlert != nil {
 		a.opts.OnAlert(al)
 	}
-}
-
-// AlertID derives an alert id from its content, so that the same stage
-// change published twice is de-duplicated downstream.
-func AlertID(al *wire.Alert) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%s|%s|%s|%s|%s|%d|%d", al.Site, al.Agent, al.Device, al.Component, al.Category, al.Stage, al.SampleTime.UnixNano(), al.PreviousStage)
-	return hex.EncodeToString(h.Sum(nil)[:13])
 }
 
 // heartbeats publishes the agent's health every cfg.Heartbeat.
