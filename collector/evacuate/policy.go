@@ -43,6 +43,11 @@ type PolicyConfig struct {
 	// BlockedApprovals is how many different operators must approve an
 	// evacuation a guardrail blocked. Defaults to 2; 1 allows one person.
 	BlockedApprovals int `yaml:"blocked_approvals" json:"blocked_approvals"`
+	// DryRun makes every evacuation a dry run, drill or not: decisions,
+	// messages and hooks happen, with dry_run true (exec hooks see
+	// EMBER_DRY_RUN=1; hooks with dry_run: skip are not called). For
+	// commissioning a site and for demos. Defaults to false.
+	DryRun bool `yaml:"dry_run" json:"dry_run"`
 }
 
 // Corroboration is satisfied when any enabled rule holds.
@@ -334,7 +339,7 @@ func (p *Policy) Alert(now time.Time, a wire.Alert) []Decision {
 			return []Decision{d}
 		}
 		ev = &Evac{ID: EvacID(p.site, dom.ID, a.Drill, a.ID), Site: p.site, Domain: dom.ID, State: StatePrestaged,
-			Urgency: wire.UrgencyNormal, Drill: a.Drill, DryRun: a.Drill, Targets: targets, Created: now, Updated: now,
+			Urgency: wire.UrgencyNormal, Drill: a.Drill, DryRun: a.Drill || p.cfg.DryRun, Targets: targets, Created: now, Updated: now,
 			Phases: []string{wire.PhasePrestage}, FirstSample: a.SampleTime,
 			Summary: fmt.Sprintf("%s %s on %s/%s", a.Stage, a.Category, a.Agent, a.Device)}
 		p.add(key, ev)

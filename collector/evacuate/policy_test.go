@@ -362,3 +362,16 @@ func TestPolicyKeepsBoundedHistory(t *testing.T) {
 		t.Fatal("active evacuation pruned")
 	}
 }
+
+func TestPolicySiteDryRun(t *testing.T) {
+	p := newPolicy(t, func(c *PolicyConfig) { c.DryRun = true })
+	ds := p.Alert(t0, alert("a1", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageWarning, t0))
+	if actions(ds) != ActPrestage || !ds[0].Evac.DryRun || ds[0].Evac.Drill {
+		t.Fatalf("site in dry-run: a real warning must prestage as a dry run, not a drill: %s %+v", actions(ds), ds[0].Evac)
+	}
+	p = newPolicy(t, nil)
+	ds = p.Alert(t0, alert("a1", "gw-01", "rack-a1", wire.CategoryThermal, wire.StageWarning, t0))
+	if ds[0].Evac.DryRun {
+		t.Fatal("dry run without dry_run or a drill")
+	}
+}
