@@ -294,3 +294,29 @@ func BenchmarkWatchdogProgress(b *testing.B) {
 		w.Progress()
 	}
 }
+
+// BenchmarkNotifierWatchdog is one WATCHDOG=1 datagram to a real socket
+// (socket, connect, write, close), the cost of every ping.
+func BenchmarkNotifierWatchdog(b *testing.B) {
+	sock := filepath.Join(b.TempDir(), "n.sock")
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	go func() { // drain like systemd does
+		buf := make([]byte, 64)
+		for {
+			if _, err := c.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	n, _ := NotifierAt(sock)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := n.Watchdog(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
