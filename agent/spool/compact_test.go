@@ -40,7 +40,7 @@ func TestCompaction(t *testing.T) {
 	// Forward 13 batches of 100 by hand, then tick.
 	var b batch
 	for range 13 {
-		if sp.take(&b) != 100 {
+		if sp.take(&b, sp.opts.MaxInFlight) != 100 {
 			t.Fatal("short batch")
 		}
 		acked, err := sp.send(t.Context(), js, &b)

@@ -18,16 +18,16 @@ type AsyncPublisher interface {
 	PublishMsgAsync(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 }
 
-// NewJetStream returns a JetStream context suited to Run: async publish
-// acks time out after AckTimeout (so abandoned futures do not pile up
-// against the pending limit while the link is dead) and the pending limit
-// fits the forwarder's window.
+// NewJetStream returns a JetStream context suited to Run: futures the
+// forwarder gave up on time out after a while (max(30 s, 4*AckTimeout),
+// long enough for a slow link's queue) instead of piling up against the
+// pending limit, which fits the forwarder's window.
 func NewJetStream(nc *nats.Conn, opts Options) (jetstream.JetStream, error) {
 	if err := opts.setDefaults(); err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncTimeout(opts.AckTimeout),
+		jetstream.WithPublishAsyncTimeout(max(30*time.Second, 4*opts.AckTimeout)),
 		jetstream.WithPublishAsyncMaxPending(4*opts.MaxInFlight))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream context: %w", err)
@@ -82,9 +82,13 @@ func (s *Spool) Run(ctx context.Context, js AsyncPublisher) error {
 		failures int
 		since    time.Time
 		delay    = 50 * time.Millisecond
+		// window is the batch size: halved when acks time out (a slow
+		// link would otherwise resend whole batches it cannot carry in
+		// AckTimeout), doubled back after each full success.
+		window = s.opts.MaxInFlight
 	)
 	for {
-		if s.take(&b) == 0 {
+		if s.take(&b, window) == 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
@@ -96,6 +100,12 @@ func (s *Spool) Run(ctx context.Context, js AsyncPublisher) error {
 		}
 		acked, err := s.send(ctx, js, &b)
 		s.ack(&b, acked)
+		switch {
+		case err == nil:
+			window = min(2*window, s.opts.MaxInFlight)
+		case errors.Is(err, ErrAckTimeout):
+			window = max(window/2, 1)
+		}
 		if err == nil {
 			if failures > 0 {
 				s.log.Info("spool: forwarding resumed", "failed_attempts", failures, "stalled_for", time.Since(since).Round(time.Millisecond))
@@ -143,7 +153,7 @@ func isPoison(err error) bool {
 }
 
 // take fills b with the next entries to forward and returns how many.
-func (s *Spool) take(b *batch) int {
+func (s *Spool) take(b *batch, window int) int {
 	clear(b.items)
 	b.items = b.items[:0]
 	b.mem = false
@@ -156,27 +166,27 @@ func (s *Spool) take(b *batch) int {
 	switch {
 	case a.log != nil && max(a.next, a.first) <= a.last:
 		b.kind = Alert
-		s.readBatch(a, b)
+		s.readBatch(a, b, window)
 	case len(s.overflow) > 0:
 		b.kind, b.mem = Alert, true
-		for _, e := range s.overflow[:min(len(s.overflow), s.opts.MaxInFlight)] {
+		for _, e := range s.overflow[:min(len(s.overflow), window)] {
 			b.items = append(b.items, item{subject: e.subject, msgID: e.msgID, data: e.data})
 		}
 		s.ovSent = true
 	default:
 		b.kind = Telemetry
 		if t := s.q[Telemetry]; t.log != nil {
-			s.readBatch(t, b)
+			s.readBatch(t, b, window)
 		}
 	}
 	return len(b.items)
 }
 
-// readBatch reads up to MaxInFlight entries (and about 1 MiB) from q.
-func (s *Spool) readBatch(q *queue, b *batch) {
-	const batchBytes = 1 << 20
+// readBatch reads up to window entries, and about window KiB, from q.
+func (s *Spool) readBatch(q *queue, b *batch, window int) {
+	batchBytes := int64(window) << 12
 	var bytes int64
-	for idx := max(q.next, q.first); idx <= q.last && len(b.items) < s.opts.MaxInFlight && bytes < batchBytes; idx++ {
+	for idx := max(q.next, q.first); idx <= q.last && len(b.items) < window && bytes < batchBytes; idx++ {
 		it := item{idx: idx}
 		raw, err := q.log.Read(idx)
 		if err != nil {
@@ -226,7 +236,13 @@ func (s *Spool) send(ctx context.Context, js AsyncPublisher, b *batch) (int, err
 		}
 		select {
 		case <-f.Ok():
+			// The timeout counts from the last ack: a slow link that
+			// keeps acking is not a dead one.
+			timer.Reset(s.opts.AckTimeout)
 		case err := <-f.Err():
+			if errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+				err = fmt.Errorf("%w: %w", ErrAckTimeout, err)
+			}
 			return i, fmt.Errorf("publish %s id %s: %w", b.items[i].subject, b.items[i].msgID, err)
 		case <-timer.C:
 			return i, fmt.Errorf("%w (%s id %s)", ErrAckTimeout, b.items[i].subject, b.items[i].msgID)

@@ -50,8 +50,9 @@ type Options struct {
 	// (ENOSPC, I/O error) until they can be written or forwarded.
 	// Defaults to 4 MiB.
 	OverflowBytes int
-	// AckTimeout bounds the wait for a batch's JetStream acks. Defaults
-	// to 5s.
+	// AckTimeout bounds the wait for the next JetStream ack of a batch
+	// (from the last ack, so a slow but live link is not a failure); on
+	// a timeout the window halves. Defaults to 5s.
 	AckTimeout time.Duration
 	// MaxInFlight is the forwarder's window of unacknowledged messages.
 	// Defaults to 256.

@@ -184,7 +184,7 @@ func TestReopenKeepsBacklog(t *testing.T) {
 		t.Fatalf("depth after reopen %d, want 100", d)
 	}
 	var b batch
-	if n := sp.take(&b); n != 100 || b.items[0].msgID != "t0" || b.items[99].msgID != "t99" {
+	if n := sp.take(&b, sp.opts.MaxInFlight); n != 100 || b.items[0].msgID != "t0" || b.items[99].msgID != "t99" {
 		t.Fatalf("took %d entries, first %q", n, b.items[0].msgID)
 	}
 }
@@ -226,7 +226,7 @@ func TestTornTailRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	var b batch
-	if n := sp.take(&b); n != 10 || b.items[8].msgID != "t8" || b.items[9].msgID != "t10" {
+	if n := sp.take(&b, sp.opts.MaxInFlight); n != 10 || b.items[8].msgID != "t8" || b.items[9].msgID != "t10" {
 		t.Fatalf("took %d, want t0..t8 then t10", n)
 	}
 }
