@@ -13,10 +13,14 @@
   function trendText(t) {
     if (t === undefined || t === null) return "";
     const arrow = t > 0.05 ? "↑" : t < -0.05 ? "↓" : "→";
-    return " " + arrow + (t >= 0 ? "+" : "") + t.toFixed(2) + " °C/min";
+    if (Math.abs(t) < 0.005) t = 0;
+    return " " + arrow + (t > 0 ? "+" : "") + t.toFixed(2) + " °C/min";
+  }
+  function round(v) {
+    return Math.round(v * 100) / 100;
   }
   function sigText(s) {
-    return s.kind + " " + (Math.round(s.value * 100) / 100) + (s.unit ? " " + s.unit : "");
+    return s.kind + " " + round(s.value) + (s.unit ? " " + s.unit : "");
   }
   function renderRooms(racks, active) {
     const byID = new Map((active || []).map((a) => [a.id, a]));
@@ -86,7 +90,7 @@
       li.append(head);
       if (a.summary) li.append(el("div", "", a.summary));
       for (const s of a.signatures || []) {
-        li.append(el("div", "sig", s.kind + " = " + s.value + (s.unit ? " " + s.unit : "") + " (threshold " + s.threshold + ")" + (s.component ? " @" + s.component : "")));
+        li.append(el("div", "sig", s.kind + " = " + round(s.value) + (s.unit ? " " + s.unit : "") + " (threshold " + round(s.threshold) + ")" + (s.component ? " @" + s.component : "")));
       }
       li.append(el("div", "sig", new Date(a.time).toLocaleString()));
       ul.append(li);
