@@ -22,7 +22,11 @@
 // the previous ping: the sampling loop calls it after every completed round
 // (a round whose points all faulted still completed; a loop blocked in a
 // driver does not). Pings go out every interval/2, as sd_watchdog_enabled(3)
-// recommends, so one slow round does not get the service killed.
+// recommends, so one slow round does not get the service killed. With one
+// goroutine per link, a single hung link would hide behind the others'
+// progress, so each loop can register a [Watchdog.Source] with its own
+// allowance (longer for slow periods); pings then need every source fresh,
+// and the STATUS= line names the one that hung.
 //
 // # Metrics
 //
