@@ -126,6 +126,7 @@ func (s *Spool) Run(ctx context.Context, js AsyncPublisher) error {
 		}
 		s.mu.Lock()
 		s.setErr(err)
+		s.fwdFailures++
 		s.mu.Unlock()
 		if failures == 0 {
 			since = time.Now()
@@ -142,8 +143,21 @@ func (s *Spool) Run(ctx context.Context, js AsyncPublisher) error {
 		case <-s.stop:
 			t.Stop()
 			return ErrClosed
+		case <-s.kick:
+			t.Stop()
+			delay = 50 * time.Millisecond
 		case <-t.C:
 		}
+	}
+}
+
+// Kick makes a forwarder waiting out a backoff retry now. Call it from
+// nats.ReconnectHandler, so that the backlog (alerts first) goes out as
+// soon as the connection is back rather than after up to MaxBackoff.
+func (s *Spool) Kick() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -127,22 +127,24 @@ type Spool struct {
 	dir  string
 	lock *os.File // flock on dir/LOCK, held until Close
 
-	mu       sync.Mutex
-	q        [numKinds]*queue
-	buf      []byte   // record encoding buffer, reused
-	overflow []*entry // alerts the disk refused, in order; forwarded after the disk's alerts
-	ovBytes  int
-	ovSent   bool  // the forwarder holds overflow entries in flight
-	limit    int64 // MaxBytes lowered to what the filesystem can hold
-	diskFull bool  // telemetry skips the disk until the next tick
-	noRoom   bool  // the limit leaves no room for telemetry (logged once)
-	closed   bool
-	lastErr  error
-	lastAt   time.Time
-	written  uint64 // bytes appended plus bytes rewritten by compaction
-	syncs    atomic.Uint64
+	mu          sync.Mutex
+	q           [numKinds]*queue
+	buf         []byte   // record encoding buffer, reused
+	overflow    []*entry // alerts the disk refused, in order; forwarded after the disk's alerts
+	ovBytes     int
+	ovSent      bool  // the forwarder holds overflow entries in flight
+	limit       int64 // MaxBytes lowered to what the filesystem can hold
+	diskFull    bool  // telemetry skips the disk until the next tick
+	noRoom      bool  // the limit leaves no room for telemetry (logged once)
+	closed      bool
+	lastErr     error
+	lastAt      time.Time
+	written     uint64 // bytes appended plus bytes rewritten by compaction
+	fwdFailures uint64 // forwarding attempts that failed
+	syncs       atomic.Uint64
 
 	wake    chan struct{} // a Publish happened (cap 1)
+	kick    chan struct{} // retry now: the connection is back (cap 1)
 	stop    chan struct{} // closed by Close
 	running atomic.Bool
 	bg      sync.WaitGroup // syncer and Run
@@ -173,7 +175,7 @@ func Open(dir string, opts Options, log *slog.Logger) (*Spool, error) {
 		return nil, err
 	}
 	s := &Spool{log: log, opts: opts, dir: dir, limit: opts.MaxBytes, lock: lock,
-		wake: make(chan struct{}, 1), stop: make(chan struct{})}
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	for k := range numKinds {
 		q := &queue{kind: k, dir: filepath.Join(dir, k.String()), segSize: opts.SegmentBytes, lastCompact: opts.Now()}
 		if err := q.open(); err != nil {
@@ -581,6 +583,7 @@ type Stats struct {
 	TornTails                  uint64 // logs whose last entry was cut at open (a failed or interrupted append)
 	Rejected                   uint64 // refused by the server as too large, skipped
 	Syncs                      uint64 // fsyncs: batched syncs, plus one per compaction or drop
+	ForwardFailures            uint64 // forwarding attempts that failed (each followed by a backoff)
 	BytesWritten               uint64 // bytes appended, plus rewritten by compaction
 	DiskFull                   bool
 	LastError                  string
@@ -599,8 +602,8 @@ func (s *Spool) Stats() Stats {
 		AlertsEnqueued: a.enqueued, TelemetryEnqueued: t.enqueued,
 		AlertsPublished: a.published, TelemetryPublished: t.published,
 		TelemetryDropped: t.dropped, Corrupt: a.corrupt + t.corrupt, Rejected: a.rejected + t.rejected,
-		TornTails: a.torn + t.torn,
-		Syncs:     s.syncs.Load() + a.truncations + t.truncations, BytesWritten: s.written, DiskFull: s.diskFull, LastErrorAt: s.lastAt,
+		TornTails: a.torn + t.torn, ForwardFailures: s.fwdFailures,
+		Syncs: s.syncs.Load() + a.truncations + t.truncations, BytesWritten: s.written, DiskFull: s.diskFull, LastErrorAt: s.lastAt,
 	}
 	if s.lastErr != nil {
 		st.LastError = s.lastErr.Error()
