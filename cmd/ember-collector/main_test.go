@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -48,8 +49,8 @@ func TestSIGTERM(t *testing.T) {
 	os.WriteFile(p, []byte("site: s1\ncollector_id: c1\nnats:\n  servers: ["+srv.ClientURL()+"]\nhttp:\n  listen: 127.0.0.1:0\n"), 0o644)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "EMBER_COLLECTOR_MAIN=1", "EMBER_COLLECTOR_ARGS=-config "+p)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -142,4 +143,22 @@ func TestEvacuationWired(t *testing.T) {
 	if code := run([]string{"-config", p}, &out); code != 1 || !strings.Contains(out.String(), "nope.yaml") {
 		t.Errorf("bad evacuation section: code %d, %q", code, out.String())
 	}
+}
+
+// lockedBuffer is written by exec's copying goroutine and read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
