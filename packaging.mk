@@ -20,6 +20,10 @@ NFPM         ?= $(TOOLS_BIN)/nfpm
 # Debian versions must start with a digit: v1.2.3 -> 1.2.3,
 # v1.2.3-4-gabc -> 1.2.3+4+gabc; an untagged abc1234-dirty -> 0.0~gitabc1234+dirty.
 DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v?([0-9]+\.[0-9].*)$$/\1/; t tag; s/^/0.0~git/; :tag; s/-/+/g')
+# Freeze both now: a `?=` variable re-runs git describe at every use, and a
+# commit landing during the build would name the packages differently.
+VERSION     := $(VERSION)
+DEB_VERSION := $(DEB_VERSION)
 DEB_ARCHES  ?= amd64 arm64 armhf
 DEB_PKGS    ?= ember-agent ember-collector emberctl ember-sim
 
