@@ -30,6 +30,7 @@ type deviceState struct {
 	HealthError     string
 	comps           map[string]map[string]*float64 // component -> field -> value (pointers: updates do not allocate)
 	faults          map[string]map[string]string   // component -> field -> fault
+	compTS          map[string]*int64              // component -> sample time of its values
 	hottest         float64
 	hottestComp     string
 	hasHottest      bool
@@ -115,7 +116,7 @@ func (s *State) applyTelemetry(agent, device string, payload []byte, l *lpLine) 
 	d := s.devices[key]
 	if d == nil {
 		d = &deviceState{Agent: agent, Device: device, Health: wire.HealthOK,
-			comps: map[string]map[string]*float64{}, faults: map[string]map[string]string{}}
+			comps: map[string]map[string]*float64{}, faults: map[string]map[string]string{}, compTS: map[string]*int64{}}
 		s.devices[key] = d
 	}
 	oldRack, hadRack := d.rackKey(), d.placed
@@ -132,8 +133,19 @@ func (s *State) applyTelemetry(agent, device string, payload []byte, l *lpLine) 
 		if latest == 0 || l.ts > latest {
 			latest = l.ts
 		}
-		s.setLocation(d, l)
 		comp := l.tag("component")
+		// An older sample (an agent replaying its buffer after an outage
+		// while live data flows) is stored, but must not replace newer
+		// values in the state.
+		if ts := d.compTS[string(comp)]; ts == nil {
+			v := l.ts
+			d.compTS[string(comp)] = &v
+		} else if l.ts < *ts {
+			continue
+		} else {
+			*ts = l.ts
+		}
+		s.setLocation(d, l)
 		vals := d.comps[string(comp)]
 		if vals == nil {
 			vals = map[string]*float64{}
@@ -407,7 +419,7 @@ func (s *State) applyHeartbeat(hb wire.Heartbeat, seq uint64, arrived time.Time)
 		d := s.devices[[2]string{hb.Agent, dh.Device}]
 		if d == nil {
 			d = &deviceState{Agent: hb.Agent, Device: dh.Device,
-				comps: map[string]map[string]*float64{}, faults: map[string]map[string]string{}}
+				comps: map[string]map[string]*float64{}, faults: map[string]map[string]string{}, compTS: map[string]*int64{}}
 			s.devices[[2]string{hb.Agent, dh.Device}] = d
 		}
 		d.Health, d.HealthError = dh.Health, dh.Error
