@@ -284,19 +284,26 @@ func (s *Spool) ack(b *batch, n int) {
 		return
 	}
 	q := s.q[b.kind]
+	var bad int
+	var firstBad error
 	for _, it := range b.items[:n] {
 		if it.idx < q.first || it.idx < q.next {
 			continue // dropped for space, or acked already, meanwhile
 		}
 		if it.bad != nil {
 			q.corrupt++
-			s.setErr(it.bad)
-			s.log.Error("spool: skipping unreadable entry", "err", it.bad)
+			if bad++; firstBad == nil {
+				firstBad = it.bad
+			}
 		} else {
 			q.published++
 		}
 		q.ackedBytes += it.size
 		q.next = it.idx + 1
+	}
+	if bad > 0 { // one line per batch, not per entry
+		s.setErr(firstBad)
+		s.log.Error("spool: skipped unreadable entries", "kind", b.kind, "entries", bad, "first", firstBad)
 	}
 }
 

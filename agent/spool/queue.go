@@ -283,7 +283,7 @@ func dirBytes(dir string) int64 {
 // complete entry and returns how many bytes it cut. Segments are named by
 // their first index as 20 decimal digits; entries are a uvarint length and
 // the data, so a torn entry is always recognisable as one that runs past
-// the end of the file.
+// the end of the file, and zeros as empty entries.
 func repairTail(dir string) (int64, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -310,7 +310,9 @@ func repairTail(dir string) (int64, error) {
 	good := 0
 	for good < len(b) {
 		size, n := binary.Uvarint(b[good:])
-		if n <= 0 || size > uint64(len(b)-good-n) {
+		// We never write an empty record: a zero length is the zero-filled
+		// tail that a power cut can leave after unsynced appends.
+		if n <= 0 || size == 0 || size > uint64(len(b)-good-n) {
 			break
 		}
 		good += n + int(size)
