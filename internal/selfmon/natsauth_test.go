@@ -363,3 +363,56 @@ func TestNATSPermissionsJetStream(t *testing.T) {
 	}
 	agent.violated(t, "$KV.EMBER_FALLBACK.other-site.ups-2")
 }
+
+// TestNATSEdgeStoreAndForward runs the layout of docs/deploy.md "Leaf
+// nodes": the edge keeps a telemetry stream in its own domain, the hub's
+// R3 stream sources it through $JS.edge-pangyo-a.API, and what the agent
+// published at the edge arrives at the hub.
+func TestNATSEdgeStoreAndForward(t *testing.T) {
+	s := startSite(t)
+	ctx := t.Context()
+
+	local := s.connect(t, s.edge, "pangyo-a-col-2")
+	ljs, err := jetstream.New(local.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ljs.CreateStream(ctx, jetstream.StreamConfig{Name: "EMBER_TELEMETRY",
+		Subjects: []string{wire.Wildcard("pangyo-a", wire.KindTelemetry)}}); err != nil {
+		t.Fatalf("edge stream: %v", err)
+	}
+	hub := s.connect(t, s.hubs[0], "pangyo-a-col-1")
+	hjs, err := jetstream.New(hub.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs, err := hjs.CreateStream(ctx, jetstream.StreamConfig{Name: "EMBER_TELEMETRY_PANGYO_A", Replicas: 3,
+		Sources: []*jetstream.StreamSource{{Name: "EMBER_TELEMETRY",
+			External: &jetstream.ExternalStream{APIPrefix: "$JS.edge-pangyo-a.API"}}}})
+	if err != nil {
+		t.Fatalf("hub R3 stream sourcing the edge: %v", err)
+	}
+
+	agent := s.connect(t, s.edge, "pangyo-a-gw-01")
+	ajs, err := jetstream.New(agent.Conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	for i := range n {
+		if _, err := ajs.Publish(ctx, wire.TelemetrySubject("pangyo-a", "gw-01", "rack-a1"),
+			fmt.Appendf(nil, "ember v=%d %d", i, i), jetstream.WithMsgID(fmt.Sprintf("gw-01:b:%d", i))); err != nil {
+			t.Fatalf("publish %d at the edge: %v", i, err)
+		}
+	}
+	testenv.WaitFor(t, 15*time.Second, func() error {
+		info, err := hs.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != n {
+			return fmt.Errorf("hub has %d of %d messages", info.State.Msgs, n)
+		}
+		return nil
+	})
+}
