@@ -18,7 +18,7 @@ import (
 // Telemetry storage: one durable pull consumer shared by every collector of
 // the site. Messages are parsed, checked and appended to a batch; a batch
 // is written when it holds batch_size points, a quarter of max_in_flight
-// messages, or flush_interval passed. A second goroutine writes the
+// messages or 8 MB, or flush_interval passed. A second goroutine writes the
 // previous batch meanwhile, and acks its messages only after InfluxDB
 // accepted it. While InfluxDB is down the writer blocks, the builder blocks
 // on it, the pull iterator stops asking, and JetStream (bounded by
@@ -28,6 +28,11 @@ const (
 	maxFuture = 5 * time.Minute                       // later sample times are a broken clock
 	minSample = int64(946684800) * int64(time.Second) // 2000-01-01: an unset RTC
 )
+
+// maxBatchBytes bounds a batch's line protocol: with one batch building,
+// one being written and the pull buffer, the collector holds a few tens of
+// MB of telemetry at most, whatever the message sizes.
+const maxBatchBytes = 8 << 20
 
 type batch struct {
 	buf    bytes.Buffer
@@ -50,7 +55,10 @@ func (c *Collector) storeTelemetry(ctx context.Context, js jetstream.JetStream, 
 	if err != nil {
 		return fmt.Errorf("telemetry consumer: %w", err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(maxMsgs))
+	// The pull buffer is bounded in messages and in bytes (at least two of
+	// the largest messages the server accepts, or it would stall).
+	pullBytes := max(maxBatchBytes*2, 2*int(js.Conn().MaxPayload()))
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(maxMsgs, pullBytes))
 	if err != nil {
 		return fmt.Errorf("consume telemetry: %w", err)
 	}
@@ -113,7 +121,7 @@ func (c *Collector) storeTelemetry(ctx context.Context, js jetstream.JetStream, 
 			continue
 		}
 		c.appendTelemetry(cur, msg, &l)
-		if cur.points >= c.cfg.Influx.BatchSize || len(cur.msgs) >= maxMsgs {
+		if cur.points >= c.cfg.Influx.BatchSize || len(cur.msgs) >= maxMsgs || cur.buf.Len() >= maxBatchBytes {
 			full <- cur
 			cur = <-free
 			deadline = time.Now().Add(c.cfg.Influx.flushInterval)
