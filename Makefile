@@ -11,7 +11,7 @@ export PATH := $(TOOLS_BIN):/usr/sbin:$(PATH)
 .PHONY: help build test test-short fuzz bench demo cross lint vet detection-report chaos package clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 build: ## build the four binaries into bin/
 	@mkdir -p bin
@@ -60,3 +60,5 @@ vet:
 
 clean:
 	rm -rf bin dist bench.out
+
+include packaging.mk

@@ -16,6 +16,7 @@ import (
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	"github.com/emberwatch/emberwatch/internal/hooks/fallback"
+	"github.com/emberwatch/emberwatch/internal/selfmon"
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
@@ -63,6 +64,12 @@ type Options struct {
 	Now func() time.Time
 	// ClockSynced overrides the kernel's clock-sync status (tests).
 	ClockSynced func() bool
+	// Metrics, when set, counts rounds, errors, overruns, drops, poll
+	// durations and alerts (served at /metrics by the caller).
+	Metrics *selfmon.Metrics
+	// Watchdog, when set, is fed by every link loop's progress, so that a
+	// hung link (not a blind ticker) starves systemd's watchdog.
+	Watchdog *selfmon.Watchdog
 }
 
 // Agent samples, detects and publishes.
@@ -111,6 +118,10 @@ func New(opts Options) (*Agent, error) {
 		}
 		d := newDevice(dc, prof, p, link, a.tags(dc))
 		a.devices = append(a.devices, d)
+		if opts.Metrics != nil {
+			d.metrics = opts.Metrics.Device(dc.ID)
+			d.hasMetrics = true
+		}
 		l, ok := byLink[link]
 		if !ok {
 			l = &linkLoop{name: link, log: a.log.With("link", link), mono: time.Now, wall: a.now, wake: make(chan struct{}, 1)}
@@ -187,6 +198,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		processing.Go(func() { a.process(pctx, d) })
 	}
 	for _, l := range a.links {
+		if a.opts.Watchdog != nil {
+			// A link may stay silent for its slowest device's period plus
+			// a poll timeout's worth of slack before it counts as hung.
+			slowest := time.Duration(0)
+			for _, d := range l.devices {
+				slowest = max(slowest, d.cfg.Period)
+			}
+			l.progress = a.opts.Watchdog.Source("link "+l.name, 2*slowest+30*time.Second)
+		}
 		sampling.Go(func() { l.run(ctx, a.monoStart) })
 	}
 	processing.Go(func() { a.heartbeats(ctx) })
@@ -353,6 +373,9 @@ func (a *Agent) publishAlert(ctx context.Context, d *device, al wire.Alert) {
 	a.log.Info("alert", "device", al.Device, "component", al.Component, "category", al.Category, "stage", al.Stage, "previous", al.PreviousStage)
 	if a.fb != nil {
 		a.fb.OnAlert(ctx, al)
+	}
+	if a.opts.Metrics != nil {
+		a.opts.Metrics.Alert(al.Stage.String(), al.Category)
 	}
 	if a.opts.OnAlert != nil {
 		a.opts.OnAlert(al)

@@ -10,6 +10,7 @@ import (
 	"github.com/emberwatch/emberwatch/agent/blackbox"
 	"github.com/emberwatch/emberwatch/drivers"
 	"github.com/emberwatch/emberwatch/drivers/profile"
+	"github.com/emberwatch/emberwatch/internal/selfmon"
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
@@ -60,6 +61,8 @@ type device struct {
 	lastStage wire.Stage
 
 	rounds, overruns, skipped, drops, failures atomic.Uint64
+	metrics                                    selfmon.DeviceMetrics
+	hasMetrics                                 bool
 
 	mu        sync.Mutex
 	health    string
@@ -114,6 +117,9 @@ func (d *device) acquire() *round {
 		select {
 		case r = <-d.out:
 			d.drops.Add(1)
+			if d.hasMetrics {
+				d.metrics.Dropped.Inc()
+			}
 		case r = <-d.free:
 		}
 	}

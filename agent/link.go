@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/emberwatch/emberwatch/internal/selfmon"
 )
 
 // linkLoop owns one link (serial line or TCP endpoint) and polls its
@@ -17,6 +19,8 @@ type linkLoop struct {
 	mono func() time.Time
 	wall func() time.Time
 	wake chan struct{} // a device's period changed
+	// progress feeds the systemd watchdog after every round (nil: none).
+	progress *selfmon.Source
 }
 
 func (l *linkLoop) run(ctx context.Context, start time.Time) {
@@ -78,7 +82,11 @@ func (l *linkLoop) poll(ctx context.Context, d *device) {
 	if skipped := d.dl.Advance(end); skipped > 0 {
 		d.overruns.Add(1)
 		d.skipped.Add(uint64(skipped))
+		if d.hasMetrics {
+			d.metrics.Overruns.Inc()
+		}
 	}
+	l.progress.Progress()
 	if p := d.period(); p != d.dl.period {
 		d.dl.SetPeriod(p)
 	}
@@ -98,6 +106,13 @@ func (l *linkLoop) pollOnce(ctx context.Context, d *device) (end time.Time) {
 	d.rounds.Add(1)
 	if r.err != nil {
 		d.failures.Add(1)
+	}
+	if d.hasMetrics {
+		d.metrics.Rounds.Inc()
+		d.metrics.PollDuration.Observe(r.dur.Seconds())
+		if r.err != nil {
+			d.metrics.RoundErrors.Inc()
+		}
 	}
 	d.recordLateness(start.Sub(r.due))
 	d.out <- r // never blocks: at most queueDepth rounds exist

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/emberwatch/emberwatch/drivers/profile"
 	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
+	"github.com/emberwatch/emberwatch/internal/selfmon"
 )
 
 // LoadProfiles loads the built-in profiles and, when dir is set, the
@@ -56,12 +60,58 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	defer nc.Drain()
 	ds := NewDriverSet(log, nil)
 	defer ds.Close()
+
+	// Self-monitoring: systemd readiness and a watchdog fed only by
+	// sampling progress; Prometheus metrics when metrics_listen is set.
+	notifier, err := selfmon.NewNotifier()
+	if err != nil {
+		return err
+	}
+	wdInterval, err := selfmon.WatchdogInterval()
+	if err != nil {
+		return err
+	}
+	var wd *selfmon.Watchdog
+	if wdInterval > 0 {
+		wd = selfmon.NewWatchdog(notifier, wdInterval, log)
+	}
+	metrics := selfmon.NewMetrics(Version)
 	a, err := New(Options{
 		Config: cfg, Profiles: profiles, Pollers: ds, Publisher: NewNATSPublisher(nc),
-		NewDetector: DefaultDetector(ov), Conn: nc, Log: log,
+		NewDetector: DefaultDetector(ov), Conn: nc, Log: log, Metrics: metrics, Watchdog: wd,
 	})
 	if err != nil {
 		return err
 	}
+	if cfg.MetricsListen != "" {
+		srv, err := serveMetrics(cfg.MetricsListen, metrics.Handler(), log)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	if wd != nil {
+		go wd.Run(ctx)
+	}
+	notifier.Ready(fmt.Sprintf("sampling %d devices", len(cfg.Devices)))
+	defer notifier.Stopping("flushing")
 	return a.Run(ctx)
+}
+
+// serveMetrics serves /metrics on addr.
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics served", "addr", ln.Addr().String())
+	return srv, nil
 }

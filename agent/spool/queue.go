@@ -52,6 +52,7 @@ type queue struct {
 	enqueued, published, dropped, corrupt, rejected uint64
 	truncations                                     uint64 // each fsyncs the rewritten segment
 	torn                                            uint64 // torn tails cut at open (a failed or interrupted append)
+	opened                                          bool   // open succeeded before (reopens count front losses)
 }
 
 func walOptions(segSize int) *wal.Options {
@@ -90,6 +91,12 @@ func (q *queue) open() error {
 		l.Close()
 		return fmt.Errorf("open %s log %s: %w", q.kind, q.dir, err)
 	}
+	if q.opened && first > max(q.next, q.first) {
+		// Unacked entries vanished from the front while the log was
+		// closed (a half-done truncation or segment removal): count them.
+		q.dropped += first - max(q.next, q.first)
+	}
+	q.opened = true
 	q.log, q.first = l, first
 	q.next = max(q.next, first)
 	if q.next > q.last+1 {
@@ -111,10 +118,9 @@ func (q *queue) reopen() error {
 }
 
 // closeLog closes a log being discarded. wal.Log.Close fsyncs first and
-// returns without closing the file if that fails, as it does once after a
-// failed write (the kernel reports a write-back error to each fd once): a
-// second Close then gets through. Should that fail too, os.File's cleanup
-// closes the fd when the log is collected.
+// returns without closing the file if the fsync fails; a second Close
+// retries (Linux reports a write-back error once per descriptor). Should
+// that fail too, os.File's cleanup closes the fd when the log is collected.
 func closeLog(l *wal.Log) {
 	if err := l.Close(); err != nil && !errors.Is(err, wal.ErrClosed) {
 		_ = l.Close()
