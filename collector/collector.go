@@ -128,10 +128,16 @@ func (c *Collector) Run(ctx context.Context) error {
 		return errors.New("collector: Run called twice")
 	}
 	defer c.ln.Close()
-	hs := &http.Server{Handler: c.mux, ReadHeaderTimeout: 10 * time.Second,
+	hs := &http.Server{Handler: c.guard(c.mux), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
-		if err := hs.Serve(c.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if c.cfg.HTTP.TLSCert != "" {
+			err = hs.ServeTLS(c.ln, c.cfg.HTTP.TLSCert, c.cfg.HTTP.TLSKey)
+		} else {
+			err = hs.Serve(c.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("http server", "err", err)
 		}
 	}()

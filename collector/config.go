@@ -99,6 +99,13 @@ type InfluxConfig struct {
 // HTTPConfig is the API and status page listener.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"` // default 127.0.0.1:8080; ":0" picks a port
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// every request that changes something (POST: acks, evacuation
+	// actions). Reads stay open: the status page is read-only.
+	Token string `yaml:"token"`
+	// TLSCert and TLSKey serve HTTPS instead of HTTP.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 }
 
 // NOCConfig lists the NOC consumers alerts fan out to besides NATS.
@@ -396,6 +403,21 @@ func (c *Config) validate(root *yaml.Node) error {
 
 	if c.HTTP.Listen == "" {
 		c.HTTP.Listen = "127.0.0.1:8080"
+	}
+	if tok, err := resolveSecret(c.HTTP.Token); err != nil {
+		p.add("http.token", "%v", err)
+	} else {
+		c.HTTP.Token = tok
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		p.add("http.tls_cert", "tls_cert and tls_key go together")
+	}
+	for _, f := range [][2]string{{"http.tls_cert", c.HTTP.TLSCert}, {"http.tls_key", c.HTTP.TLSKey}} {
+		if f[1] != "" {
+			if _, err := os.Stat(f[1]); err != nil {
+				p.add(f[0], "%v", err)
+			}
+		}
 	}
 	c.heartbeatTimeout = p.duration("heartbeat_timeout", c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 

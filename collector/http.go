@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,23 @@ func (c *Collector) routes() {
 	c.mux.Handle("GET /metrics", c.metricsHandler())
 	static, _ := fs.Sub(webFS, "web")
 	c.mux.Handle("/", http.FileServerFS(static))
+}
+
+// guard requires the bearer token on requests that change something.
+func (c *Collector) guard(next http.Handler) http.Handler {
+	if c.cfg.HTTP.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + c.cfg.HTTP.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead &&
+			subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ember-collector"`)
+			writeJSON(w, http.StatusUnauthorized, apiError{"this request needs Authorization: Bearer <http.token>"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -4,11 +4,22 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -337,5 +348,87 @@ func TestEvacuationsFromSource(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 202 || string(b) != "POST /api/v1/evacuations/ev-1/approve" {
 		t.Errorf("engine handler: %d %s", resp.StatusCode, b)
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ember-collector test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// With http.token, changes need the bearer token and reads stay open; with
+// tls_cert/tls_key the API is HTTPS.
+func TestHTTPTokenAndTLS(t *testing.T) {
+	srv := testenv.NATS(t)
+	certFile, keyFile, pool := selfSigned(t)
+	c := startCollector(t, srv.ClientURL(), nil, func(cfg *Config) {
+		cfg.HTTP.Token, cfg.HTTP.TLSCert, cfg.HTTP.TLSKey = "t0ken", certFile, keyFile
+	})
+	_, js := connect(t, srv.ClientURL())
+	publishAlert(t, js, criticalAlert(time.Now()))
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if len(c.State().Snapshot(false).Active) != 1 {
+			return fmt.Errorf("alert not in state")
+		}
+		return nil
+	})
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	base := "https://" + c.HTTPAddr()
+	resp, err := hc.Get(base + "/api/v1/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET state over TLS without token: %d", resp.StatusCode)
+	}
+	ack := func(auth string) int {
+		req, _ := http.NewRequest("POST", base+"/api/v1/ack", strings.NewReader(`{"id":"01TESTCRIT","by":"kim"}`))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ack(""); code != 401 {
+		t.Errorf("ack without token: %d", code)
+	}
+	if code := ack("Bearer wrong"); code != 401 {
+		t.Errorf("ack with a wrong token: %d", code)
+	}
+	if code := ack("Bearer t0ken"); code != 200 {
+		t.Errorf("ack with the token: %d", code)
+	}
+	if _, err := http.Get("http://" + c.HTTPAddr() + "/healthz"); err == nil {
+		// Plain HTTP to a TLS listener gets a 400 answer, not data.
+		r, _ := http.Get("http://" + c.HTTPAddr() + "/healthz")
+		if r.StatusCode == 200 {
+			t.Error("plain HTTP served on the TLS listener")
+		}
+		r.Body.Close()
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/emberwatch/emberwatch/collector"
@@ -23,8 +24,9 @@ func cmdAck(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	base := fs.String("collector", collectorURL(), "collector base `URL` ($EMBER_COLLECTOR)")
 	by := fs.String("by", "", "who acknowledges (required)")
 	note := fs.String("note", "", "a note kept with the ack")
+	token := fs.String("token", os.Getenv("EMBER_TOKEN"), "the collector's http.token, if it has one ($EMBER_TOKEN)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: emberctl ack ALERT-ID -by NAME [-note TEXT] [-collector URL]")
+		fmt.Fprintln(stderr, "usage: emberctl ack ALERT-ID -by NAME [-note TEXT] [-collector URL] [-token TOKEN]")
 		fs.PrintDefaults()
 	}
 	// Accept the id before or after the flags.
@@ -57,6 +59,9 @@ func cmdAck(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
 	var a wire.Alert
 	if err := apiDo(req, &a); err != nil {
 		return err

@@ -19,11 +19,14 @@ import (
 
 // startSite runs an in-process NATS and a collector, with one rack's
 // telemetry and a critical alert published.
-func startSite(t *testing.T) (natsURL, httpURL string, js jetstream.JetStream) {
+func startSite(t *testing.T, token ...string) (natsURL, httpURL string, js jetstream.JetStream) {
 	t.Helper()
 	srv := testenv.NATS(t)
 	cfg := &collector.Config{Site: "s1", CollectorID: "col-1",
 		NATS: collector.NATSConfig{Servers: []string{srv.ClientURL()}}, HTTP: collector.HTTPConfig{Listen: "127.0.0.1:0"}}
+	if len(token) > 0 {
+		cfg.HTTP.Token = token[0]
+	}
 	c, err := collector.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -165,5 +168,19 @@ func TestTailSince(t *testing.T) {
 	errb.Reset()
 	if code := run([]string{"tail", "-nats", natsURL, "-stage", "hot"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "-stage") {
 		t.Errorf("bad -stage: %d %q", code, errb.String())
+	}
+}
+
+// A collector with http.token refuses an ack without it; -token or
+// $EMBER_TOKEN gives it.
+func TestAckToken(t *testing.T) {
+	_, url, _ := startSite(t, "s3")
+	var out, errb bytes.Buffer
+	if code := run([]string{"ack", "01CRIT", "-by", "kim", "-collector", url}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "401") {
+		t.Errorf("without token: %d %q", code, errb.String())
+	}
+	t.Setenv("EMBER_TOKEN", "s3")
+	if code := run([]string{"ack", "01CRIT", "-by", "kim", "-collector", url}, &out, &errb); code != 0 || !strings.Contains(out.String(), "acked 01CRIT") {
+		t.Errorf("with $EMBER_TOKEN: %d %q %q", code, out.String(), errb.String())
 	}
 }

@@ -121,7 +121,19 @@
     const by = window.prompt("Acknowledge " + id + " as (your name):");
     if (!by) return;
     const note = window.prompt("Note (optional):") || "";
-    const r = await fetch("api/v1/ack", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ id, by, note }) });
+    const send = () => {
+      const h = { "Content-Type": "application/json" };
+      const tok = window.sessionStorage.getItem("emberToken");
+      if (tok) h["Authorization"] = "Bearer " + tok;
+      return fetch("api/v1/ack", { method: "POST", headers: h, body: JSON.stringify({ id, by, note }) });
+    };
+    let r = await send();
+    if (r.status === 401) { // the collector has an http.token
+      const tok = window.prompt("This collector needs its API token to acknowledge:");
+      if (!tok) return;
+      window.sessionStorage.setItem("emberToken", tok);
+      r = await send();
+    }
     if (!r.ok) window.alert("ack failed: " + (await r.text()));
   }
   function connect() {
