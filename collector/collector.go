@@ -56,6 +56,7 @@ type Collector struct {
 
 	alertsReady, heartbeatsReady chan struct{}
 	alertSeq                     atomic.Uint64 // last alert stream sequence applied to the state
+	blackBoxPoll                 time.Duration // how often to look for the black-box stream
 }
 
 // New checks cfg and opens the HTTP listener, so that HTTPAddr is known
@@ -68,7 +69,7 @@ func New(cfg *Config, log *slog.Logger) (*Collector, error) {
 		return nil, err
 	}
 	log = log.With("site", cfg.Site, "collector", cfg.CollectorID)
-	c := &Collector{cfg: cfg, log: log, now: time.Now,
+	c := &Collector{cfg: cfg, log: log, now: time.Now, blackBoxPoll: 15 * time.Second,
 		alertsReady: make(chan struct{}), heartbeatsReady: make(chan struct{})}
 	c.state = newState(cfg.Site, func() time.Time { return c.now() })
 	c.noc = newFanout(cfg.NOC, log.With("part", "noc"), c.now)
@@ -186,7 +187,8 @@ func (c *Collector) Run(ctx context.Context) error {
 	loop("alert state", func(ctx context.Context) error { return c.followAlerts(ctx, js, streams[1]) })
 	loop("heartbeat state", func(ctx context.Context) error { return c.followHeartbeats(ctx, js, streams[2]) })
 	loop("telemetry state", func(ctx context.Context) error { return c.followTelemetry(ctx, js, streams[0]) })
-	loop("telemetry store", func(ctx context.Context) error { return c.storeTelemetry(ctx, js, streams[0]) })
+	loop("telemetry store", func(ctx context.Context) error { return c.storeTelemetry(ctx, js, streams[0], wire.KindTelemetry) })
+	loop("black box store", func(ctx context.Context) error { return c.storeBlackBoxes(ctx, js) })
 	loop("alert store", func(ctx context.Context) error { return c.storeAlerts(ctx, js, streams[1]) })
 	loop("evacuation store", func(ctx context.Context) error { return c.storeEvacuations(ctx, nc) })
 	loop("heartbeat watchdog", func(ctx context.Context) error { return c.watchdog(ctx, js) })

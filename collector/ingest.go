@@ -40,12 +40,16 @@ type batch struct {
 	msgs   []jetstream.Msg
 }
 
-func (c *Collector) storeTelemetry(ctx context.Context, js jetstream.JetStream, stream string) error {
+// storeTelemetry stores the line protocol of one subject kind: telemetry,
+// or the agents' black boxes (KindBlackBox: the raw history of the
+// minutes before an alert, the same points at the same sample times, so
+// they overwrite telemetry and fill its gaps).
+func (c *Collector) storeTelemetry(ctx context.Context, js jetstream.JetStream, stream, kind string) error {
 	maxMsgs := max(1, c.cfg.NATS.MaxInFlight/4)
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable:       c.consumerName("telemetry"),
-		Description:   "ember-collector: telemetry into InfluxDB",
-		FilterSubject: wire.Wildcard(c.cfg.Site, wire.KindTelemetry),
+		Durable:       c.consumerName(kind),
+		Description:   "ember-collector: " + kind + " into InfluxDB",
+		FilterSubject: wire.Wildcard(c.cfg.Site, kind),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.cfg.NATS.ackWait,
 		MaxAckPending: c.cfg.NATS.MaxInFlight,
@@ -167,7 +171,7 @@ func (c *Collector) writeBatch(ctx context.Context, b *batch) {
 // keyed by the message's stream time so that a redelivery overwrites.
 func (c *Collector) appendTelemetry(b *batch, msg jetstream.Msg, l *lpLine) {
 	b.msgs = append(b.msgs, msg)
-	sub, serr := wire.ParseSubject(msg.Subject())
+	sub, serr := parseDeviceSubject(msg.Subject())
 	var qTime int64
 	nowNs := c.now().UnixNano()
 	n := 0
@@ -265,6 +269,36 @@ var fieldEscaper = strings.NewReplacer(`"`, `\"`, `\`, `\\`, "\n", " ")
 
 func escTag(s string) string     { return tagEscaper.Replace(s) }
 func quoteField(s string) string { return `"` + fieldEscaper.Replace(s) + `"` }
+
+// KindBlackBox is the agents' black-box subject kind:
+// ember.<site>.blackbox.<agent>.<device>, line protocol.
+const KindBlackBox = "blackbox"
+
+// parseDeviceSubject parses ember.<site>.<telemetry|blackbox>.<agent>.<device>.
+func parseDeviceSubject(s string) (wire.Subject, error) {
+	t := strings.Split(s, ".")
+	if len(t) == 5 && t[0] == "ember" && t[2] == KindBlackBox {
+		return wire.Subject{Site: t[1], Kind: t[2], Agent: t[3], Device: t[4]}, nil
+	}
+	return wire.ParseSubject(s)
+}
+
+// storeBlackBoxes waits for the black-box stream (the agent creates it
+// with its first black box) and then stores black boxes like telemetry.
+func (c *Collector) storeBlackBoxes(ctx context.Context, js jetstream.JetStream) error {
+	sample := "ember." + c.cfg.Site + "." + KindBlackBox + ".a.d"
+	for {
+		name, err := js.StreamNameBySubject(ctx, sample)
+		if err == nil && name != "" {
+			return c.storeTelemetry(ctx, js, name, KindBlackBox)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(c.blackBoxPoll):
+		}
+	}
+}
 
 // --- alerts and evacuations into InfluxDB (dashboard annotations) ---
 

@@ -516,3 +516,35 @@ func TestInfluxAuthAndCreate(t *testing.T) {
 		t.Errorf("unacked %d + pending %d, want the 5 messages kept; stored %d", info.NumAckPending, info.NumPending, bad.Stats().LinesStored)
 	}
 }
+
+// Black boxes (the agent's raw history published on an alert) are stored
+// like telemetry: same measurement, sample times, identity checks.
+func TestBlackBoxStored(t *testing.T) {
+	in := testenv.StartInflux(t)
+	srv := testenv.NATS(t)
+	_, js := connect(t, srv.ClientURL())
+	// The agent makes this stream with its first black box.
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "EMBER_BLACKBOX",
+		Subjects: []string{"ember.*.blackbox.>"}, Duplicates: 10 * time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	c := startCollector(t, srv.ClientURL(), in, nil)
+	base := time.Now().Add(-5 * time.Minute).Truncate(time.Second)
+	var payload []byte
+	for r := range 40 { // 10 s at 250 ms
+		ts := base.Add(time.Duration(r) * 250 * time.Millisecond)
+		payload = append(payload, telemetry("s1", "gw-01", "rack-a1", "07", ts, 4, cellTemp(r))...)
+	}
+	if _, err := js.Publish(context.Background(), "ember.s1.blackbox.gw-01.rack-a1", payload, jetstream.WithMsgID("bb-1.0")); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := countPoints(t, in, "rack-a1"); n != 160 {
+			return fmt.Errorf("%d black-box cell points, want 160", n)
+		}
+		return nil
+	})
+	if q := c.Stats().Quarantined; q != 0 {
+		t.Errorf("%d black-box lines quarantined", q)
+	}
+}
