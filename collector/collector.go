@@ -65,6 +65,9 @@ func New(cfg *Config, log *slog.Logger) (*Collector, error) {
 	if log == nil {
 		return nil, errors.New("collector: nil logger")
 	}
+	if cfg == nil {
+		return nil, errors.New("collector: nil config")
+	}
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}

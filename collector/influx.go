@@ -83,6 +83,7 @@ func (s *store) writeEvent(ctx context.Context, line string, keepAlive func()) e
 
 func (s *store) writeTo(ctx context.Context, w api.WriteAPIBlocking, body string, n int, keepAlive func()) error {
 	delay := 100 * time.Millisecond
+	downSince, lastLog := time.Now(), time.Now() // of this call: the outage as this batch sees it
 	for attempt := 1; ; attempt++ {
 		err := w.WriteRecord(ctx, body)
 		if err == nil {
@@ -118,6 +119,10 @@ func (s *store) writeTo(ctx context.Context, w api.WriteAPIBlocking, body string
 		s.retries.Add(1)
 		if !s.down.Swap(true) {
 			s.log.Warn("influxdb write failed; holding the batch and pausing ingestion", "status", status, "err", err)
+		} else if time.Since(lastLog) >= time.Minute {
+			lastLog = time.Now()
+			s.log.Warn("influxdb still failing; telemetry waits in JetStream", "for", time.Since(downSince).Round(time.Second),
+				"status", status, "err", err)
 		}
 		if keepAlive != nil {
 			keepAlive()
