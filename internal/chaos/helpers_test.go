@@ -3,7 +3,6 @@ package chaos
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"strconv"
@@ -58,11 +57,6 @@ func hostPort(u string) string {
 		return u[i+3:]
 	}
 	return u
-}
-
-// freeAddr is a free loopback TCP address.
-func freeAddr(t testing.TB) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(testenv.FreePorts(t, 1)[0]))
 }
 
 // settleGoroutines waits until the goroutine count is at most want, or

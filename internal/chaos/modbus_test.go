@@ -264,7 +264,7 @@ func TestChaosT11MalformedModbus(t *testing.T) {
 	g := settleGoroutines(baseG+5, 3*time.Second)
 	rssGrowth := rssBytes() - baseRSS
 	evil.mu.Lock()
-	fcs := maps2str(evil.fcs)
+	fcs := fcCounts(evil.fcs)
 	for fc := range evil.fcs {
 		if fc < 1 || fc > 4 {
 			t.Errorf("function code %d on the wire", fc)
@@ -298,7 +298,8 @@ func TestChaosT11MalformedModbus(t *testing.T) {
 	}
 }
 
-func maps2str(m map[byte]int) string {
+// fcCounts lists function codes and how often each was received.
+func fcCounts(m map[byte]int) string {
 	var b strings.Builder
 	for k, v := range m {
 		fmt.Fprintf(&b, "fc%d:%d ", k, v)

@@ -58,7 +58,7 @@ func (e *connEvents) options() []nats.Option {
 	}
 }
 
-// waitEvent waits until the list returned by get has more than n entries and
+// wait waits until the list returned by get has more than n entries and
 // returns the n-th (0-based) time.
 func (e *connEvents) wait(t testing.TB, d time.Duration, what string, get func() []time.Time, n int) time.Time {
 	t.Helper()
@@ -178,7 +178,7 @@ func TestChaosT2NATSOptionsNeverClose(t *testing.T) {
 	}
 }
 
-// streams creates the telemetry and alert streams as the collector does
+// createStreams creates the telemetry and alert streams as the collector does
 // (subjects and Duplicates windows of collector/streams.go).
 func createStreams(t testing.TB, js jetstream.JetStream, replicas int) {
 	t.Helper()
