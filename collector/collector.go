@@ -195,6 +195,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	loop("alert store", func(ctx context.Context) error { return c.storeAlerts(ctx, js, streams[1]) })
 	loop("evacuation store", func(ctx context.Context) error { return c.storeEvacuations(ctx, nc) })
 	loop("heartbeat watchdog", func(ctx context.Context) error { return c.watchdog(ctx, js) })
+	loop("own heartbeat", func(ctx context.Context) error { return c.heartbeat(ctx, nc) })
 	for _, p := range c.parts {
 		loop(p.name, func(ctx context.Context) error { return p.run(ctx, nc) })
 	}
@@ -461,6 +462,9 @@ func (c *Collector) watchdog(ctx context.Context, js jetstream.JetStream) error 
 	defer tick.Stop()
 	for {
 		for _, a := range c.state.silentAgents(c.now(), c.cfg.heartbeatTimeout) {
+			if a.Agent == c.cfg.CollectorID {
+				continue // alive by definition; a stuck process is the other collectors' to see
+			}
 			if _, ok := c.state.commsActive(a.Agent); ok {
 				continue // raised already, by this or another collector
 			}
@@ -470,6 +474,33 @@ func (c *Collector) watchdog(ctx context.Context, js jetstream.JetStream) error 
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+	}
+}
+
+// HeartbeatVersion is the version field of a collector's own heartbeat.
+const HeartbeatVersion = "ember-collector"
+
+// heartbeat publishes the collector's own heartbeat every 5 s, like an
+// agent's: the other collectors of the site raise a comms alert when this
+// one dies (reliability-security T23).
+func (c *Collector) heartbeat(ctx context.Context, nc *nats.Conn) error {
+	start := time.Now()
+	// Every 5 s, or faster when the site's heartbeat_timeout is short, so
+	// that another collector never mistakes a live one for a dead one.
+	t := time.NewTicker(min(5*time.Second, c.cfg.heartbeatTimeout/3))
+	defer t.Stop()
+	subject := wire.HeartbeatSubject(c.cfg.Site, c.cfg.CollectorID)
+	for {
+		hb := wire.Heartbeat{Agent: c.cfg.CollectorID, Site: c.cfg.Site, Version: HeartbeatVersion,
+			Uptime: time.Since(start).Seconds(), Time: c.now().UTC(), Rounds: c.lines.Load()}
+		if b, err := json.Marshal(hb); err == nil {
+			nc.Publish(subject, b) // best effort: a lost beat is what the watchers look for
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
 		}
 	}
 }

@@ -318,7 +318,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 	}
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		s := c.State().Snapshot(false)
-		if len(s.Agents) != 1 || !s.Agents[0].Silent || len(s.Active) != 1 {
+		if ag, ok := agentView(s, "gw-07"); !ok || !ag.Silent || len(s.Active) != 1 {
 			return fmt.Errorf("state %+v", s)
 		}
 		return nil
@@ -335,11 +335,25 @@ func TestHeartbeatTimeout(t *testing.T) {
 		t.Fatal("no clearing alert after the heartbeat came back")
 	}
 	testenv.WaitFor(t, 5*time.Second, func() error {
-		if s := c.State().Snapshot(false); len(s.Active) != 0 || s.Agents[0].Silent {
+		s := c.State().Snapshot(false)
+		if ag, _ := agentView(s, "gw-07"); len(s.Active) != 0 || ag.Silent {
 			return fmt.Errorf("state after recovery %+v", s)
 		}
 		return nil
 	})
+	// The collector's own heartbeat is there too, never reported silent.
+	if ag, ok := agentView(c.State().Snapshot(false), "col-1"); !ok || ag.Version != HeartbeatVersion || ag.Silent {
+		t.Errorf("collector's own heartbeat: %+v %v", ag, ok)
+	}
+}
+
+func agentView(s Snapshot, id string) (AgentView, bool) {
+	for _, a := range s.Agents {
+		if a.Agent == id {
+			return a, true
+		}
+	}
+	return AgentView{}, false
 }
 
 // An alert whose JSON names another agent than its subject is refused:
@@ -429,7 +443,7 @@ func TestHeartbeatTimeoutTwoCollectors(t *testing.T) {
 		return func() error {
 			for _, c := range []*running{a, b} {
 				s := c.State().Snapshot(false)
-				if len(s.Agents) != 1 || s.Agents[0].Silent != want || (len(s.Active) == 1) != want {
+				if ag, ok := agentView(s, "gw-07"); !ok || ag.Silent != want || (len(s.Active) == 1) != want {
 					return fmt.Errorf("%s: agents %+v active %d", c.cfg.CollectorID, s.Agents, len(s.Active))
 				}
 			}
@@ -461,6 +475,17 @@ func TestHeartbeatTimeoutTwoCollectors(t *testing.T) {
 	if info.State.Msgs != 2 {
 		t.Errorf("%d alerts on the stream, want 2 (one raise, one clear)", info.State.Msgs)
 	}
+	// Collector b dies: a reports it (collectors watch each other).
+	b.crash()
+	b.stop(t)
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		for _, c := range a.State().Snapshot(false).Active {
+			if c.Category == wire.CategoryComms && c.Device == "col-b" && c.Agent == "col-a" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no comms alert for the dead collector")
+	})
 }
 
 // With auth on, the token "user:password" writes and creates the database

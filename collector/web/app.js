@@ -101,7 +101,8 @@
     tb.replaceChildren();
     for (const a of agents || []) {
       const tr = el("tr");
-      tr.append(el("td", "", a.agent), el("td", "", new Date(a.last_heartbeat).toLocaleTimeString()),
+      const name = a.version === "ember-collector" ? a.agent + " (collector)" : a.agent;
+      tr.append(el("td", "", name), el("td", "", new Date(a.last_heartbeat).toLocaleTimeString()),
         el("td", a.silent ? "silent" : "", a.silent ? "SILENT" : "ok"));
       tb.append(tr);
     }
