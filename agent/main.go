@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/emberwatch/emberwatch/drivers/profile"
+	"github.com/nats-io/nats.go"
+
+	"github.com/emberwatch/emberwatch/agent/spool"
 	firmwareprofiles "github.com/emberwatch/emberwatch/firmware-profiles"
 	"github.com/emberwatch/emberwatch/internal/selfmon"
 )
@@ -53,11 +56,26 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	if err := checkDetection(cfg, profiles, ov); err != nil {
 		return err
 	}
-	nc, err := ConnectNATS(cfg.NATS, "ember-agent "+cfg.AgentID)
+	// With a spool, the disk holds what NATS cannot take; nats.go's memory
+	// reconnect buffer would only reorder alerts behind telemetry.
+	var natsOpts []nats.Option
+	if cfg.BufferDir != "" {
+		natsOpts = append(natsOpts, nats.ReconnectBufSize(-1))
+	}
+	nc, err := ConnectNATS(cfg.NATS, "ember-agent "+cfg.AgentID, natsOpts...)
 	if err != nil {
 		return err
 	}
 	defer nc.Drain()
+	var pub Publisher = NewNATSPublisher(nc)
+	var sp *spool.Spool
+	if cfg.BufferDir != "" {
+		if sp, err = spool.Open(cfg.BufferDir, spool.Options{Live: pub}, log.With("part", "spool")); err != nil {
+			return fmt.Errorf("buffer_dir: %w", err)
+		}
+		pub = sp
+		nc.SetReconnectHandler(func(*nats.Conn) { sp.Kick() })
+	}
 	ds := NewDriverSet(log, nil)
 	defer ds.Close()
 
@@ -77,7 +95,7 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	}
 	metrics := selfmon.NewMetrics(Version)
 	a, err := New(Options{
-		Config: cfg, Profiles: profiles, Pollers: ds, Publisher: NewNATSPublisher(nc),
+		Config: cfg, Profiles: profiles, Pollers: ds, Publisher: pub,
 		NewDetector: DefaultDetector(ov), Conn: nc, Log: log, Metrics: metrics, Watchdog: wd,
 	})
 	if err != nil {
@@ -93,9 +111,57 @@ func Main(ctx context.Context, cfgFile string, check bool, log *slog.Logger) err
 	if wd != nil {
 		go wd.Run(ctx)
 	}
+	fwdCtx, stopFwd := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopFwd()
+	if sp != nil {
+		js, err := spool.NewJetStream(nc, spool.Options{})
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := sp.Run(fwdCtx, js); err != nil && fwdCtx.Err() == nil {
+				log.Error("spool forwarder stopped", "err", err)
+			}
+		}()
+		go spoolMetrics(fwdCtx, sp, metrics)
+	}
 	notifier.Ready(fmt.Sprintf("sampling %d devices", len(cfg.Devices)))
-	defer notifier.Stopping("flushing")
-	return a.Run(ctx)
+	err = a.Run(ctx)
+	notifier.Stopping("flushing")
+	if sp != nil {
+		// Sampling has stopped: give the forwarder a moment to send what
+		// is queued; the rest stays on disk for the next start.
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if derr := sp.Drain(dctx); derr != nil {
+			log.Info("spool not drained; the backlog is kept on disk", "err", derr, "stats", sp.Stats())
+		}
+		cancel()
+		stopFwd()
+		if cerr := sp.Close(); cerr != nil {
+			log.Error("spool close", "err", cerr)
+		}
+	}
+	return err
+}
+
+// spoolMetrics mirrors the spool's depth and drops into /metrics.
+func spoolMetrics(ctx context.Context, sp *spool.Spool, m *selfmon.Metrics) {
+	alerts, telemetry := m.Buffer("alert"), m.Buffer("telemetry")
+	var dropped uint64
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		st := sp.Stats()
+		alerts.Depth.Set(float64(st.AlertDepth) + float64(st.AlertsHeld))
+		telemetry.Depth.Set(float64(st.TelemetryDepth))
+		telemetry.Dropped.Add(float64(st.TelemetryDropped - dropped))
+		dropped = st.TelemetryDropped
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // serveMetrics serves /metrics on addr.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/emberwatch/emberwatch/internal/testenv"
 )
 
@@ -31,7 +33,16 @@ func TestMainSelfMonitoring(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "400000")
 	t.Setenv("WATCHDOG_PID", fmt.Sprint(os.Getpid()))
 	port := testenv.FreePorts(t, 1)[0]
-	cfg := string(s.agentYAML(t, "100ms", "rack-a1")) + fmt.Sprintf("metrics_listen: 127.0.0.1:%d\n", port)
+	// The collector owns the streams; here the test plays its part.
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "TEL", Subjects: []string{"ember.*.telemetry.>", "ember.*.alert.>"}, Duplicates: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(s.agentYAML(t, "100ms", "rack-a1")) + fmt.Sprintf("metrics_listen: 127.0.0.1:%d\nbuffer_dir: %s\n", port, filepath.Join(dir, "spool"))
 	file := filepath.Join(dir, "agent.yaml")
 	os.WriteFile(file, []byte(cfg), 0o600)
 
@@ -63,10 +74,21 @@ func TestMainSelfMonitoring(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		for _, want := range []string{`ember_rounds_total{device="rack-a1"}`, `ember_poll_duration_seconds_bucket{device="rack-a1"`, `ember_build_info`} {
+		for _, want := range []string{`ember_rounds_total{device="rack-a1"}`, `ember_poll_duration_seconds_bucket{device="rack-a1"`, `ember_build_info`, `ember_buffer_depth{kind="telemetry"}`} {
 			if !strings.Contains(string(body), want) {
 				return fmt.Errorf("metrics lack %s", want)
 			}
+		}
+		return nil
+	})
+	// Telemetry went through the disk spool into JetStream.
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		info, err := st.Info(context.Background())
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs < 5 {
+			return fmt.Errorf("%d messages in the stream", info.State.Msgs)
 		}
 		return nil
 	})

@@ -2,11 +2,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"fmt"
+	"math"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +39,9 @@ func BenchmarkAgentProcess20Devices(b *testing.B) {
 	var sim, agt strings.Builder
 	ns := testenv.NATS(b)
 	sim.WriteString("tick: 100ms\ndevices:\n")
-	fmt.Fprintf(&agt, "site: bench\nagent_id: gw-1\nbuffer_dir: %s\nnats: {servers: [%q]}\ndevices:\n", dir, ns.ClientURL())
+	mport := testenv.FreePorts(b, 1)[0]
+	fmt.Fprintf(&agt, "site: bench\nagent_id: gw-1\nbuffer_dir: %s\nblack_box: %s\nmetrics_listen: 127.0.0.1:%d\nnats: {servers: [%q]}\ndevices:\n",
+		dir, cmp.Or(os.Getenv("BENCH_BLACK_BOX"), "10m"), mport, ns.ClientURL())
 	for i, p := range ports {
 		fmt.Fprintf(&sim, "  - {id: rack-%02d, profile: sunspec, listen: \"tcp://127.0.0.1:%d\", unit_id: 1, rack: {strings: 1, modules: 4, cells: 16}}\n", i, p)
 		fmt.Fprintf(&agt, "  - {id: rack-%02d, profile: sunspec, period: 100ms, modbus: {url: \"tcp://127.0.0.1:%d\", unit_id: 1}}\n", i, p)
@@ -56,18 +65,94 @@ func BenchmarkAgentProcess20Devices(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer nc.Close()
+	var mu sync.Mutex
 	msgs := 0
-	sub, _ := nc.Subscribe("ember.bench.telemetry.>", func(*nats.Msg) { msgs++ })
+	var lat []time.Duration
+	stamps := map[string][]int64{}
+	measure := false
+	sub, _ := nc.Subscribe("ember.bench.telemetry.>", func(m *nats.Msg) {
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		msgs++
+		if !measure {
+			return
+		}
+		// The line's timestamp is when the round's register reads began.
+		i := bytes.LastIndexByte(m.Data[:len(m.Data)-1], ' ')
+		ns, _ := strconv.ParseInt(string(m.Data[i+1:len(m.Data)-1]), 10, 64)
+		lat = append(lat, now.Sub(time.Unix(0, ns)))
+		stamps[m.Subject] = append(stamps[m.Subject], ns)
+	})
 	defer sub.Unsubscribe()
 	agent := start("ember-agent", "-config", filepath.Join(dir, "agent.yaml"), "-log-level", "error")
 	time.Sleep(3 * time.Second) // discovery and warm-up
+	mu.Lock()
+	measure = true
+	mu.Unlock()
 	cpu0 := cpuTicks(b, agent.Process.Pid)
 	time.Sleep(10 * time.Second)
 	cpu1 := cpuTicks(b, agent.Process.Pid)
+	mu.Lock()
+	defer mu.Unlock()
+	b.ReportMetric(pct(lat, 0.50), "read-to-NATS-p50-µs")
+	b.ReportMetric(pct(lat, 0.99), "read-to-NATS-p99-µs")
+	b.ReportMetric(pct(jitter(stamps, int64(100*time.Millisecond)), 0.99), "jitter-p99-µs")
+	// The agent's own path excludes the simulated devices' answer time.
+	sum, count := scrape(b, mport, "ember_poll_duration_seconds_sum"), scrape(b, mport, "ember_poll_duration_seconds_count")
+	if count > 0 {
+		b.ReportMetric(sum/count*1e6, "poll-mean-µs")
+	}
 	rss := statusKB(b, agent.Process.Pid, "VmRSS:")
 	b.ReportMetric(float64(rss)/1024, "agent-RSS-MiB")
 	b.ReportMetric(float64(cpu1-cpu0)/100/10*100, "agent-CPU-%")
 	b.ReportMetric(float64(msgs)/13, "msgs/s")
+}
+
+// jitter estimates each round's start lateness from its timestamps alone:
+// deadlines are start+k*period, never early, so a device's earliest phase
+// within the period is its deadline phase.
+func jitter(stamps map[string][]int64, period int64) []time.Duration {
+	var out []time.Duration
+	for _, ts := range stamps {
+		phase := int64(math.MaxInt64)
+		for _, t := range ts {
+			phase = min(phase, t%period)
+		}
+		for _, t := range ts {
+			out = append(out, time.Duration((t-phase)%period))
+		}
+	}
+	return out
+}
+
+func pct(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds())
+}
+
+// scrape sums a metric's samples over all label sets from /metrics.
+func scrape(b *testing.B, port int, name string) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
+			f := strings.Fields(l)
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			total += v
+		}
+	}
+	return total
 }
 
 func statusKB(b *testing.B, pid int, key string) int {
