@@ -243,6 +243,13 @@ func (c *Collector) connect(ctx context.Context) (*nats.Conn, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { c.log.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			c.log.Warn("nats async error", "subject", subject, "err", err)
+		}),
 	}
 	if c.cfg.NATS.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(c.cfg.NATS.CredsFile))
