@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,11 +102,16 @@ func evacVariants(t testing.TB, n int, ctl *hooks.Signer, now time.Time, genuine
 		case 8: // malformed
 			g := genuine[:rng.IntN(len(genuine))]
 			b = append([]byte(nil), g...)
-		case 9: // garbage signature
+		case 9: // garbage signature: one bit of the signature flipped (in
+			// the bytes: flipping a character of the base64 text can
+			// leave the decoded signature unchanged, which is no attack)
 			ctl.Sign(&ev)
-			sig := []byte(ev.Signature)
-			sig[rng.IntN(len(sig))] ^= 0x01
-			ev.Signature = string(sig)
+			sig, err := base64.RawURLEncoding.DecodeString(ev.Signature)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sig[rng.IntN(len(sig))] ^= 1 << rng.IntN(8)
+			ev.Signature = base64.RawURLEncoding.EncodeToString(sig)
 		}
 		if b == nil {
 			var err error
