@@ -135,7 +135,17 @@ func TestChaosT9LeaderPaused(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("col-a did not start; stderr:\n%s", stderr.String())
 	}
-	time.Sleep(1500 * time.Millisecond) // A takes the free lease
+	// A takes the free lease (its audit says so) before B starts.
+	testenv.WaitFor(t, 15*time.Second, func() error {
+		amu.Lock()
+		defer amu.Unlock()
+		for _, x := range auditA {
+			if x.r.Kind == "leader_acquired" {
+				return nil
+			}
+		}
+		return fmt.Errorf("col-a has not taken the lease")
+	})
 	var bmu sync.Mutex
 	var auditB []evacuate.AuditRecord
 	eB, _ := startEngineTrusting(t, s.ClientURL(), "col-b", sigB, []string{pubA},
