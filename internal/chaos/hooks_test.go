@@ -405,3 +405,46 @@ func TestAttackT16WebhookForgery(t *testing.T) {
 	t.Logf("T16: %d/%d genuine deliveries accepted (skew +-60s, old and new key, sender rotation); %d/%d attacks refused (replay, tampering, bad/missing/wrong-key signature, t outside 300s, %d random mutations)",
 		genuine, 6, len(attacks), len(attacks), 300)
 }
+
+// TestAttackT16ReplayNewEventID: an attacker who captured one genuine
+// delivery resends it within the 5 min tolerance with another
+// Ember-Event-Id header, or with none and the signature's hex in upper
+// case. Neither header change is covered by the HMAC, so the receiver must
+// not let it defeat replay protection: the body (the same evacuation id and
+// phase) is the same delivery.
+//
+// This fails at the time of writing: hooks.Receiver de-duplicates on the
+// unsigned Ember-Event-Id header (or on the signature text), so both
+// replays are accepted and deploy/hooks/webhook-receiver would run its
+// handler again.
+func TestAttackT16ReplayNewEventID(t *testing.T) {
+	secret := []byte("site-secret-0123456789")
+	w := newWebhookReceiver(t, secret)
+	ev := evac(wire.PhaseEvacuate)
+	body, _ := json.Marshal(ev)
+	hk := &hooks.Webhook{URL: w.srv.URL, Secret: secret, Timeout: 5 * time.Second}
+	if err := hk.Run(context.Background(), ev, body); err != nil {
+		t.Fatalf("genuine delivery: %v", err)
+	}
+	w.mu.Lock()
+	capH, capB := w.lastHeader.Clone(), append([]byte(nil), w.lastBody...)
+	w.mu.Unlock()
+	var accepted []string
+	h := capH.Clone()
+	h.Set(hooks.EventIDHeader, "attacker-chosen-1")
+	if w.post(t, h, capB) {
+		accepted = append(accepted, "same body and signature, new Ember-Event-Id")
+	}
+	h = capH.Clone()
+	h.Del(hooks.EventIDHeader)
+	ts, mac, _ := strings.Cut(h.Get(hooks.SignatureHeader), ",v1=")
+	h.Set(hooks.SignatureHeader, ts+",v1="+strings.ToUpper(mac))
+	if w.post(t, h, capB) {
+		accepted = append(accepted, "no Ember-Event-Id, signature hex in upper case")
+	}
+	if len(accepted) > 0 {
+		t.Fatalf("T16: %d replays of one captured delivery accepted within the tolerance: %v (hooks.Receiver keys replay protection on unsigned or non-canonical header text; key it on the signed content: the decoded v1 MAC, or the evacuation id and phase in the body)",
+			len(accepted), accepted)
+	}
+	t.Log("T16: replays under a new event id or a re-spelled signature refused")
+}
