@@ -133,6 +133,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 	defer c.ln.Close()
 	hs := &http.Server{Handler: c.guard(c.mux), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:    slog.NewLogLogger(c.log.With("part", "http").Handler(), slog.LevelDebug),
 		BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		var err error

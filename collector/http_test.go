@@ -261,8 +261,9 @@ func TestStateSurvivesRestart(t *testing.T) {
 	siteWithTwoRacks(t, js)
 	publishAlert(t, js, criticalAlert(time.Now()))
 	testenv.WaitFor(t, 10*time.Second, func() error {
-		if s := c.State().Snapshot(false); len(s.Active) != 1 || len(s.Racks) != 2 {
-			return fmt.Errorf("state %+v", s)
+		s := c.State().Snapshot(false)
+		if len(s.Active) != 1 || len(s.Racks) != 2 || s.Racks[0].Hottest == nil || s.Racks[0].Hottest.Celsius < 31.85 {
+			return fmt.Errorf("state not caught up: %+v", s)
 		}
 		return nil
 	})
