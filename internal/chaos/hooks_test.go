@@ -318,11 +318,15 @@ func TestAttackT16WebhookForgery(t *testing.T) {
 	capH, capB := w.lastHeader.Clone(), append([]byte(nil), w.lastBody...)
 	w.mu.Unlock()
 	sig := capH.Get(hooks.SignatureHeader)
-	// The sender's rotation: two v1 entries, one of them good.
+	// The sender's rotation: two v1 entries, one of them good, on a new
+	// delivery (the same body again would be a replay).
+	rotEv := evac(wire.PhaseEvacuate)
+	rotEv.ID = "ev-rotated"
+	rotB, _ := json.Marshal(rotEv)
 	rot := capH.Clone()
-	rot.Set(hooks.SignatureHeader, hooks.SignWebhook(wrong, time.Now(), capB)+","+strings.SplitN(hooks.SignWebhook(newKey, time.Now(), capB), ",", 2)[1])
+	rot.Set(hooks.SignatureHeader, hooks.SignWebhook(wrong, time.Now(), rotB)+","+strings.SplitN(hooks.SignWebhook(newKey, time.Now(), rotB), ",", 2)[1])
 	rot.Set(hooks.EventIDHeader, "ev-rotated.evacuate")
-	if w.post(t, rot, capB) {
+	if w.post(t, rot, rotB) {
 		genuine++
 	} else {
 		t.Error("delivery with two v1 signatures (one valid) refused")

@@ -126,7 +126,7 @@ func TestWebhookSignatureAndRetries(t *testing.T) {
 			return
 		}
 		if n < 3 { // fail twice: the sender must retry
-			recv.Forget(r.Header)
+			recv.Forget(body)
 			http.Error(w, "busy", http.StatusServiceUnavailable)
 			return
 		}

@@ -141,14 +141,17 @@ func VerifyWebhook(header string, body []byte, secrets [][]byte, now time.Time, 
 }
 
 // Receiver verifies webhook deliveries and refuses replays: a delivery
-// whose event id (or, without one, signature) was already accepted within
-// the tolerance is ErrReplay. Safe for concurrent use.
+// whose signed body was already accepted within the tolerance is
+// ErrReplay. The replay key is a hash of the body, which the signature
+// covers: the Ember-Event-Id header is not signed, and neither is the
+// spelling of the signature's hex, so neither can decide what is new.
+// Safe for concurrent use.
 type Receiver struct {
 	Secrets   [][]byte
 	Tolerance time.Duration
 
 	mu   sync.Mutex
-	seen map[string]time.Time
+	seen map[[sha256.Size]byte]time.Time
 }
 
 // Verify checks one request's headers and body at now.
@@ -157,10 +160,7 @@ func (r *Receiver) Verify(h http.Header, body []byte, now time.Time) error {
 	if err := VerifyWebhook(sig, body, r.Secrets, now, r.Tolerance); err != nil {
 		return err
 	}
-	key := h.Get(EventIDHeader)
-	if key == "" {
-		key = sig
-	}
+	key := sha256.Sum256(body)
 	tol := r.Tolerance
 	if tol <= 0 {
 		tol = DefaultTolerance
@@ -168,7 +168,7 @@ func (r *Receiver) Verify(h http.Header, body []byte, now time.Time) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.seen == nil {
-		r.seen = map[string]time.Time{}
+		r.seen = map[[sha256.Size]byte]time.Time{}
 	}
 	for k, t := range r.seen {
 		// Older entries cannot be replayed: their timestamps are stale.
@@ -177,19 +177,16 @@ func (r *Receiver) Verify(h http.Header, body []byte, now time.Time) error {
 		}
 	}
 	if _, dup := r.seen[key]; dup {
-		return fmt.Errorf("%w: %s", ErrReplay, key)
+		return fmt.Errorf("%w: %s", ErrReplay, h.Get(EventIDHeader))
 	}
 	r.seen[key] = now
 	return nil
 }
 
-// Forget removes a delivery from the replay cache, so that the sender's
-// retry is accepted after the receiver failed to process it.
-func (r *Receiver) Forget(h http.Header) {
-	key := h.Get(EventIDHeader)
-	if key == "" {
-		key = h.Get(SignatureHeader)
-	}
+// Forget removes a delivery (its body) from the replay cache, so that the
+// sender's retry is accepted after the receiver failed to process it.
+func (r *Receiver) Forget(body []byte) {
+	key := sha256.Sum256(body)
 	r.mu.Lock()
 	delete(r.seen, key)
 	r.mu.Unlock()

@@ -113,12 +113,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var ev wire.Evacuation
 	if err := json.Unmarshal(body, &ev); err != nil || ev.ID == "" || ev.Phase == "" {
-		h.Receiver.Forget(r.Header)
+		h.Receiver.Forget(body)
 		http.Error(w, "malformed evacuation", http.StatusBadRequest)
 		return
 	}
 	if err := h.Act(r.Context(), ev, body); err != nil {
-		h.Receiver.Forget(r.Header) // let the sender's retry through
+		h.Receiver.Forget(body) // let the sender's retry through
 		h.Log.Error("handler failed", "id", ev.ID, "phase", ev.Phase, "err", err)
 		http.Error(w, "handler failed", http.StatusInternalServerError)
 		return
