@@ -17,6 +17,8 @@
 //     collector's messages are redelivered to the others after AckWait);
 //   - a durable "ember-collector-<site>-alerts" (InfluxDB annotations and
 //     NOC webhooks, once per site);
+//   - a durable "ember-collector-<site>-blackbox" on the agents' black-box
+//     stream once it exists (stored like telemetry);
 //   - its own ordered consumers on all three streams for the site state,
 //     which is therefore complete in every collector and rebuilt from the
 //     streams after a restart (alerts from the start of the stream, the
@@ -46,11 +48,21 @@
 // minutes. An agent silent for heartbeat_timeout becomes a comms alert
 // published by the collector (agent id = collector id, device = the agent);
 // its message id depends only on the stream, so several collectors raise it
-// once.
+// once. Collectors publish heartbeats too, so they report each other's
+// death. Alerts whose JSON identity contradicts their subject are refused.
+//
+// # Memory bound
+//
+// Telemetry in the collector's hands is bounded by nats.max_in_flight
+// (MaxAckPending) and by bytes (8 MB per batch, one building and one being
+// written, plus the pull buffer); the site state grows with the number of
+// devices and points, not with time; the alert history keeps the last
+// 10000 alerts.
 //
 // # HTTP
 //
-// GET /healthz, /api/v1/state, /api/v1/alerts?since=, /api/v1/evacuations,
-// /api/v1/events (server-sent events), POST /api/v1/ack, and the status
-// page at / (embedded, no external assets). See docs/collector.md.
+// GET /healthz, /metrics, /api/v1/state, /api/v1/alerts?since=,
+// /api/v1/evacuations, /api/v1/events (server-sent events), POST
+// /api/v1/ack (bearer token when http.token is set), and the status page at
+// / (embedded, no external assets). See docs/collector.md.
 package collector
