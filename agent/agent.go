@@ -210,6 +210,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		sampling.Go(func() { l.run(ctx, a.monoStart) })
 	}
 	processing.Go(func() { a.heartbeats(ctx) })
+	a.insecureLinkAlerts(ctx)
 	if a.cfg.Traps != nil {
 		processing.Go(func() {
 			if err := a.runTraps(ctx); err != nil {
@@ -455,4 +456,24 @@ func (a *Agent) Stats() []Stats {
 			Skipped: d.skipped.Load(), Drops: d.drops.Load(), Failures: d.failures.Load(), Lateness: late})
 	}
 	return out
+}
+
+// insecureLinkAlerts raises a standing watch-level security alert for
+// every device whose config explicitly allows an insecure SNMP link, so
+// that the exception stays visible to the NOC for as long as it lasts.
+func (a *Agent) insecureLinkAlerts(ctx context.Context) {
+	for _, d := range a.devices {
+		sc := d.cfg.SNMP
+		if sc == nil || !sc.AllowInsecure {
+			continue
+		}
+		ver := sc.Version
+		if ver == "" {
+			ver = "2c"
+		}
+		a.publishAlert(ctx, d, wire.Alert{Device: d.id, Component: "link", Category: wire.CategorySecurity,
+			Stage: wire.StageWatch, PreviousStage: wire.StageNormal, SampleTime: a.now().UTC(),
+			Signatures: []wire.Signature{{Kind: "snmp_insecure_allowed", Value: 1, Threshold: 0}},
+			Summary:    fmt.Sprintf("SNMP v%s without authPriv is allowed by config for %s: values can be read and forged on the network", ver, d.id)})
+	}
 }

@@ -196,6 +196,9 @@ func (c *Config) validate(d *confpos.Doc) {
 				resolveSecret(d, key+".snmp.v3.priv_passphrase", &v3.PrivPassphrase)
 			}
 			d.Check(key+".snmp", dev.SNMP.Validate())
+			if v := dev.SNMP.Version; (v == "" || v == "1" || v == "2c") && !dev.SNMP.AllowInsecure {
+				d.Errorf(key+".snmp.version", "SNMP v1/v2c sends its community in clear and cannot authenticate the device: use version \"3\" (authPriv), or set allow_insecure: true (a standing security alert is then raised)")
+			}
 		}
 		if dev.Local != nil {
 			n++
