@@ -166,6 +166,9 @@ func (c *Collector) Run(ctx context.Context) error {
 
 	streams, err := c.ensureStreams(ctx, js)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped before JetStream was reachable
+		}
 		return err
 	}
 	if c.store == nil {

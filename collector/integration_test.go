@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -571,5 +572,40 @@ func TestBlackBoxStored(t *testing.T) {
 	})
 	if q := c.Stats().Quarantined; q != 0 {
 		t.Errorf("%d black-box lines quarantined", q)
+	}
+}
+
+// Without a reachable NATS the collector keeps trying, serves /healthz as
+// 503, and still stops cleanly.
+func TestNoNATSStopsCleanly(t *testing.T) {
+	port := testenv.FreePorts(t, 1)[0]
+	cfg := &Config{Site: "s1", NATS: NATSConfig{Servers: []string{fmt.Sprintf("nats://127.0.0.1:%d", port)}},
+		HTTP: HTTPConfig{Listen: "127.0.0.1:0"}}
+	c, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		resp, err := http.Get("http://" + c.HTTPAddr() + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			return fmt.Errorf("healthz %d without NATS", resp.StatusCode)
+		}
+		return nil
+	})
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
 	}
 }
