@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -68,8 +69,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	base := fs.String("collector", collectorURL(), "collector base `URL` ($EMBER_COLLECTOR)")
 	asJSON := fs.Bool("json", false, "print the state JSON as served")
 	values := fs.Bool("values", false, "with -json: include every device's latest values")
+	device := fs.String("device", "", "print one device's latest values and faults (DEVICE or AGENT/DEVICE)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: emberctl status [-collector URL] [-json [-values]]")
+		fmt.Fprintln(stderr, "usage: emberctl status [-collector URL] [-json [-values]] [-device ID]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -82,7 +84,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	path := "/api/v1/state?values=0"
-	if *values {
+	if *values || *device != "" {
 		path = "/api/v1/state"
 	}
 	var snap collector.Snapshot
@@ -97,8 +99,53 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := apiGet(ctx, *base, path, &snap); err != nil {
 		return err
 	}
+	if *device != "" {
+		return printDevice(stdout, snap, *device)
+	}
 	printStatus(stdout, snap)
 	return nil
+}
+
+// printDevice prints one device's values and faults, sorted by name.
+func printDevice(w io.Writer, s collector.Snapshot, id string) error {
+	var found []collector.DeviceView
+	for _, d := range s.Devices {
+		if d.Device == id || d.Agent+"/"+d.Device == id {
+			found = append(found, d)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return fmt.Errorf("no device %q in site %s (emberctl status lists the racks and their devices)", id, s.Site)
+	case len(found) > 1:
+		return fmt.Errorf("device %q is ambiguous: give AGENT/DEVICE", id)
+	}
+	d := found[0]
+	fmt.Fprintf(w, "%s/%s  room %s row %s rack %s  stage %s  health %s  last sample %s\n", d.Agent, d.Device,
+		dash(d.Room), dash(d.Row), dash(d.Rack), d.Stage, d.Health, d.LastSample.Format(time.RFC3339Nano))
+	if d.HealthError != "" {
+		fmt.Fprintf(w, "error: %s\n", d.HealthError)
+	}
+	names := make([]string, 0, len(d.Values)+len(d.Faults))
+	for n := range d.Values {
+		names = append(names, n)
+	}
+	for n := range d.Faults {
+		if _, ok := d.Values[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POINT\tVALUE")
+	for _, n := range names {
+		if f, ok := d.Faults[n]; ok {
+			fmt.Fprintf(tw, "%s\tFAULT %s\n", n, f)
+		} else {
+			fmt.Fprintf(tw, "%s\t%g\n", n, d.Values[n])
+		}
+	}
+	return tw.Flush()
 }
 
 func printStatus(w io.Writer, s collector.Snapshot) {

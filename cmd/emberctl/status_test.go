@@ -97,6 +97,15 @@ func TestStatusAndAck(t *testing.T) {
 	if !strings.Contains(out.String(), "kim") {
 		t.Errorf("status after ack does not show who acked:\n%s", out.String())
 	}
+	out.Reset()
+	if code := run([]string{"status", "-collector", url, "-device", "rack-a1"}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "string[1].cell[5].temperature.celsius  48.5") || !strings.Contains(out.String(), "stage critical") {
+		t.Errorf("status -device: %d\n%s%s", code, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := run([]string{"status", "-collector", url, "-device", "nope"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), `no device "nope"`) {
+		t.Errorf("status -device nope: %d %q", code, errb.String())
+	}
 	errb.Reset()
 	if code := run([]string{"status", "-collector", "http://127.0.0.1:1"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "collector 127.0.0.1:1") {
 		t.Errorf("status with no collector: %d %q", code, errb.String())
