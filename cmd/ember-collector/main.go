@@ -16,11 +16,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/emberwatch/emberwatch/collector"
-	"github.com/emberwatch/emberwatch/collector/evacuate"
-	"github.com/nats-io/nats.go"
-	"gopkg.in/yaml.v3"
+	"github.com/emberwatch/emberwatch/internal/selfmon"
 )
 
 func main() {
@@ -62,48 +61,44 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ember-collector: %v\n", err)
 		return 1
 	}
-	c, err := build(cfg, log)
+	c, err := collector.Assemble(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "ember-collector: %v\n", err)
 		return 1
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := c.Run(ctx); err != nil {
+	// systemd: ready once built (the HTTP listener is open); the watchdog
+	// is fed while the collector's state answers, so a deadlocked collector
+	// is restarted.
+	notifier, err := selfmon.NewNotifier()
+	if err != nil {
+		fmt.Fprintf(stderr, "ember-collector: %v\n", err)
+		return 1
+	}
+	if iv, err := selfmon.WatchdogInterval(); err == nil && iv > 0 {
+		wd := selfmon.NewWatchdog(notifier, iv, log)
+		go wd.Run(ctx)
+		go func() {
+			t := time.NewTicker(iv / 4)
+			defer t.Stop()
+			for {
+				c.Stats() // takes the collector's locks: proves it is not stuck
+				wd.Progress()
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	notifier.Ready("serving " + c.HTTPAddr())
+	err = c.Run(ctx)
+	notifier.Stopping("stopped")
+	if err != nil {
 		log.Error("collector failed", "err", err)
 		return 1
 	}
 	return 0
-}
-
-// build makes the collector and, when collector.yaml has an evacuation
-// section, the evacuation engine inside it: the engine starts once NATS is
-// connected, serves its API under /api/v1/evacuations and is restarted with
-// backoff if it fails.
-func build(cfg *collector.Config, log *slog.Logger) (*collector.Collector, error) {
-	var evac *evacuate.FileConfig
-	if n := &cfg.Evacuation; n.Kind != 0 && !(n.Kind == yaml.MappingNode && len(n.Content) == 0) {
-		var err error
-		if evac, err = evacuate.ParseConfig(cfg.File, n, nil); err != nil {
-			return nil, err
-		}
-	}
-	c, err := collector.New(cfg, log)
-	if err != nil {
-		return nil, err
-	}
-	if evac == nil {
-		log.Info("no evacuation section: this collector does not evacuate")
-		return c, nil
-	}
-	c.AddPart("evacuation", func(ctx context.Context, nc *nats.Conn) error {
-		eng, err := evac.NewEngine(cfg.Site, cfg.CollectorID, nc, log.With("part", "evacuation"), nil)
-		if err != nil {
-			return fmt.Errorf("evacuation engine: %w", err)
-		}
-		c.SetEvacuations(eng)
-		c.SetEvacuationHandler(eng.Handler())
-		return eng.Run(ctx)
-	})
-	return c, nil
 }

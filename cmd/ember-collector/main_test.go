@@ -112,7 +112,7 @@ func TestEvacuationWired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := build(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := collector.Assemble(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
