@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/emberwatch/emberwatch/agent"
 	"github.com/emberwatch/emberwatch/collector"
@@ -42,21 +44,23 @@ type Site struct {
 	Collector *collector.Collector
 	StatusURL string
 
-	mu     sync.Mutex
-	latest map[string]*summary
-	events []string
-	Alerts []wire.Alert
+	mu          sync.Mutex
+	latest      map[string]*summary
+	events      []string
+	Alerts      []wire.Alert
+	Evacuations []wire.Evacuation
+	HookCalls   []wire.Evacuation
 }
 
 // summary is what the terminal shows per device.
 type summary struct {
-	at                 time.Time
-	health             string
-	soc                float64
-	hot, cold          float64
+	at                  time.Time
+	health              string
+	soc                 float64
+	hot, cold           float64
 	hotWhere, coldWhere string
-	stage              wire.Stage
-	faults             int
+	stage               wire.Stage
+	faults              int
 }
 
 // HotCell is the cell the scripted event heats.
@@ -76,6 +80,7 @@ devices:
     rack: {strings: 2, modules: 8, cells: 16, cell_volts: 3.31, cell_celsius: 25.0, string_amps: -4.0, charge: 96}
     scripts:
       - {point: "string[*].module[*].cell[*].temperature.celsius", kind: noise, sigma: 0.05, seed: 7}
+      - {point: "string[*].module[*].cell[*].voltage.volts", kind: noise, sigma: 0.0008, seed: 8}
       # The event: an internal short in one cell. It warms faster and
       # faster than its neighbours, its voltage sags, then collapses.
       - {point: "` + HotCell + `.temperature.celsius", kind: ramp, value: 25.0, rate: 0.12, at: ` + at + `, max: 95}
@@ -87,6 +92,7 @@ devices:
     rack: {strings: 2, modules: 8, cells: 16, cell_volts: 3.30, cell_celsius: 24.6, string_amps: -4.0, charge: 95}
     scripts:
       - {point: "string[*].module[*].cell[*].temperature.celsius", kind: noise, sigma: 0.05, seed: 11}
+      - {point: "string[*].module[*].cell[*].voltage.volts", kind: noise, sigma: 0.0008, seed: 12}
   - id: ups-1
     profile: apc-smart-ups-modbus
     listen: tcp://127.0.0.1:0
@@ -182,16 +188,21 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 
 	// The collector first, so that its streams exist before telemetry flows.
 	ccfg := fmt.Sprintf("site: demo\ncollector_id: collector-1\nnats: {servers: [%q]}\nhttp: {listen: %q}\nheartbeat_timeout: 10s\n", ns.ClientURL(), o.HTTP)
+	evac, err := evacuationConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	ccfg += evac
 	if o.InfluxURL != "" {
 		ccfg += fmt.Sprintf("influx: {url: %q, database: ember, create_database: true}\n", o.InfluxURL)
 	} else {
 		fmt.Fprintln(o.Out, "InfluxDB: not configured (-influx URL to store telemetry); the collector keeps live state only")
 	}
-	cc, err := collector.ParseConfig("demo-collector.yaml", []byte(ccfg))
+	cc, err := collector.ParseConfig(dir+"/demo-collector.yaml", []byte(ccfg))
 	if err != nil {
 		return nil, err
 	}
-	if s.Collector, err = collector.New(cc, o.Log); err != nil {
+	if s.Collector, err = collector.Assemble(cc, o.Log); err != nil {
 		return nil, err
 	}
 	go func() {
@@ -214,6 +225,9 @@ func Start(ctx context.Context, o Options) (*Site, error) {
 	}
 	nc, err := nats.Connect(ns.ClientURL(), nats.Name("ember-agent gw-01"))
 	if err != nil {
+		return nil, err
+	}
+	if err := s.watchEvacuations(nc, o.Out); err != nil {
 		return nil, err
 	}
 	ds := agent.NewDriverSet(o.Log, nil)
@@ -315,6 +329,72 @@ func (s *Site) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "          %-8s %-8s %6s  %-28s  %-28s\n", id, sm.health, soc, hot, cold)
 	}
+}
+
+// evacuationConfig is the collector's evacuation section: the two racks
+// feed power domain ups-2 (three hosts), the UPS feeds ups-3; the site is
+// in dry-run, and the hook is a NATS request the demo itself answers.
+func evacuationConfig(dir string) (string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	key := dir + "/collector.nk"
+	if err := os.WriteFile(key, seed, 0o600); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`evacuation:
+  signing_key: %q
+  lease_ttl: 2s
+  policy: {hold: 10s, dry_run: true, corroboration: {families: 2, agents: 2, emergency_alone: true}}
+  hooks:
+    - {name: orchestrator, subject: %q, timeout: 5s}
+  topology:
+    domains:
+      - id: ups-2
+        description: UPS-2 Li-ion racks, room ups-2
+        batteries: [{agent: gw-01, device: rack-a1}, {agent: gw-01, device: rack-a2}]
+        racks: [{id: b07, hosts: [db-01, db-02]}]
+        hosts: [web-01]
+      - id: ups-3
+        description: UPS-3
+        batteries: [{agent: gw-01, device: ups-1}]
+        hosts: [app-01, app-02, app-03]
+`, key, HookSubject), nil
+}
+
+// HookSubject is the demo's evacuation hook: a NATS request the demo
+// answers {"ok": true}, as an orchestrator would.
+const HookSubject = "demo.orchestrator.evacuate"
+
+// watchEvacuations prints the evacuation messages and answers the hook.
+func (s *Site) watchEvacuations(nc *nats.Conn, w io.Writer) error {
+	if _, err := nc.Subscribe(wire.Wildcard("demo", wire.KindEvac), func(m *nats.Msg) {
+		var ev wire.Evacuation
+		if json.Unmarshal(m.Data, &ev) != nil {
+			return
+		}
+		s.mu.Lock()
+		s.Evacuations = append(s.Evacuations, ev)
+		s.mu.Unlock()
+		s.event(w, fmt.Sprintf("EVACUATION %-8s domain %s (%s, dry_run=%v) targets %v: %s", ev.Phase, ev.Domain, ev.Urgency, ev.DryRun, ev.Targets, ev.Reason.Summary))
+	}); err != nil {
+		return err
+	}
+	_, err := nc.Subscribe(HookSubject, func(m *nats.Msg) {
+		var ev wire.Evacuation
+		json.Unmarshal(m.Data, &ev)
+		s.mu.Lock()
+		s.HookCalls = append(s.HookCalls, ev)
+		s.mu.Unlock()
+		s.event(w, fmt.Sprintf("HOOK orchestrator: %s %s, dry run: would move work off %v", ev.Phase, ev.Domain, ev.Targets))
+		m.Respond([]byte(`{"ok": true}`))
+	})
+	return err
 }
 
 // Close stops everything the demo started.

@@ -46,8 +46,32 @@ func TestDemoThermalEvent(t *testing.T) {
 		}
 		return errNoCritical
 	})
+	// The corroborated event (electrical and thermal on one rack) leads to
+	// exactly one prestage and one evacuate of ups-2, in dry run, each
+	// calling the hook once; the UPS's domain is left alone.
+	testenv.WaitFor(t, 90*time.Second, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, ev := range s.HookCalls {
+			if ev.Phase == wire.PhaseEvacuate {
+				return nil
+			}
+		}
+		return errorString("no evacuate hook call yet")
+	})
+	time.Sleep(2 * time.Second)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	phases := map[string]int{}
+	for _, ev := range s.HookCalls {
+		phases[ev.Phase]++
+		if ev.Domain != "ups-2" || !ev.DryRun || len(ev.Targets) != 3 {
+			t.Errorf("hook call %+v: want a dry run of ups-2's three hosts", ev)
+		}
+	}
+	if phases[wire.PhasePrestage] != 1 || phases[wire.PhaseEvacuate] != 1 {
+		t.Errorf("hook calls per phase %v, want one prestage and one evacuate", phases)
+	}
 	for _, a := range s.Alerts {
 		if a.Device == "rack-a2" && a.Stage > wire.StageWatch {
 			t.Errorf("healthy rack raised %s %s: %+v", a.Stage, a.Category, a)
