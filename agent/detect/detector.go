@@ -660,21 +660,35 @@ func (d *Detector) roundLost(rs []drivers.Reading) bool {
 	if len(rs) == 0 {
 		return true
 	}
-	linkFault, numeric, same := 0, 0, 0
+	linkFault := 0
 	for i := range rs {
-		r := &rs[i]
-		if r.Fault == drivers.FaultTimeout || r.Fault == drivers.FaultComms {
+		if f := rs[i].Fault; f == drivers.FaultTimeout || f == drivers.FaultComms {
 			linkFault++
-		}
-		if r.OK() && r.Point != nil && r.Point.Kind == drivers.KindNumber {
-			numeric++
-			if i < len(d.prevRaw) && r.Value == d.prevRaw[i] {
-				same++
-			}
 		}
 	}
 	if linkFault == len(rs) {
 		return true
+	}
+	// A frozen frame (a gateway repeating its cache for a dead BMS) is
+	// judged on cell readings only: dozens of cell voltages and
+	// temperatures at mV and 0.1 degC resolution never repeat bit for bit
+	// in a live rack, while a UPS in steady state legitimately does.
+	numeric, same := 0, 0
+	frozen := func(idx int32) {
+		if r := &rs[idx]; r.OK() {
+			numeric++
+			if int(idx) < len(d.prevRaw) && r.Value == d.prevRaw[idx] {
+				same++
+			}
+		}
+	}
+	for i := range d.volts {
+		frozen(d.volts[i].idx)
+	}
+	for i := range d.temps {
+		if d.temps[i].kind == kindCell {
+			frozen(d.temps[i].idx)
+		}
 	}
 	if numeric >= frozenMin && same == numeric && d.lastGood != d.epoch {
 		return true
