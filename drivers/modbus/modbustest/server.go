@@ -19,6 +19,8 @@ import (
 	"time"
 
 	mb "github.com/simonvetter/modbus"
+
+	"github.com/emberwatch/emberwatch/internal/sim/rtu"
 )
 
 // Space selects a register or bit space.
@@ -367,7 +369,7 @@ func (r *RTUOverTCP) serveConn(c net.Conn) {
 		if _, err := io.ReadFull(c, frame); err != nil {
 			return
 		}
-		if crc16(frame[:6]) != uint16(frame[6])|uint16(frame[7])<<8 {
+		if rtu.CRC(frame[:6]) != uint16(frame[6])|uint16(frame[7])<<8 {
 			continue // a serial slave stays silent on a bad CRC
 		}
 		unit, fc := frame[0], frame[1]
@@ -415,7 +417,7 @@ func (r *RTUOverTCP) serveConn(c net.Conn) {
 }
 
 func writeRTU(c net.Conn, pdu []byte) {
-	crc := crc16(pdu)
+	crc := rtu.CRC(pdu)
 	c.Write(append(pdu, byte(crc), byte(crc>>8)))
 }
 
@@ -434,20 +436,4 @@ func exceptionCode(err error) byte {
 		}
 	}
 	return 4
-}
-
-// crc16 is the Modbus RTU CRC (polynomial 0xA001, initial 0xFFFF).
-func crc16(b []byte) uint16 {
-	crc := uint16(0xFFFF)
-	for _, x := range b {
-		crc ^= uint16(x)
-		for range 8 {
-			if crc&1 != 0 {
-				crc = crc>>1 ^ 0xA001
-			} else {
-				crc >>= 1
-			}
-		}
-	}
-	return crc
 }
