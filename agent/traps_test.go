@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,4 +65,49 @@ func TestIntegrationTrapToAlert(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// BenchmarkTrapToNATS sends b.N UPS-MIB traps with Debian's snmptrap and
+// reports the time from sending each to its alert arriving on NATS.
+func BenchmarkTrapToNATS(b *testing.B) {
+	snmptrap := testenv.Need(b, "snmptrap")
+	s := newSite(b, twoRacksAndUPS)
+	port := testenv.FreePorts(b, 1)[0]
+	cfg := string(s.agentYAML(b, "10s", "ups-1")) + fmt.Sprintf("traps: {listen: \"udp://127.0.0.1:%d\", communities: [public], devices: {\"127.0.0.1\": ups-1}}\n", port)
+	got := make(chan time.Time, 16)
+	sub, err := s.nc.Subscribe("ember.test-site.alert.gw-1.ups-1", func(m *nats.Msg) {
+		var a wire.Alert
+		if json.Unmarshal(m.Data, &a) == nil && strings.HasPrefix(a.Component, "trap/") {
+			got <- time.Now()
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	s.startAgent(b, []byte(cfg))
+	time.Sleep(500 * time.Millisecond)
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		// Alternate on-battery and power-restored so every trap is a
+		// stage change.
+		oid := "1.3.6.1.2.1.33.2.0.1"
+		if i%2 == 1 {
+			oid = "1.3.6.1.2.1.33.2.0.2"
+		}
+		sent := time.Now()
+		if out, err := exec.Command(snmptrap, "-v2c", "-c", "public", fmt.Sprintf("127.0.0.1:%d", port), "", oid).CombinedOutput(); err != nil {
+			b.Fatalf("snmptrap: %v: %s", err, out)
+		}
+		select {
+		case at := <-got:
+			lat = append(lat, at.Sub(sent))
+		case <-time.After(5 * time.Second):
+			b.Fatalf("trap %d: no alert within 5s", i)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(lat, 0.5).Microseconds())/1000, "p50-trap-to-NATS-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-trap-to-NATS-ms")
 }
