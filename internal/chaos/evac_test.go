@@ -326,6 +326,13 @@ func startEngine(t testing.TB, url, id string, signer *hooks.Signer, hs []hooks.
 	if err != nil {
 		t.Fatal(err)
 	}
+	runEngine(t, e, nc, id)
+	return e, nc
+}
+
+// runEngine runs e until the test ends and waits for it to lead or follow.
+func runEngine(t testing.TB, e *evacuate.Engine, nc *nats.Conn, id string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.Run(ctx); close(done) }()
@@ -345,5 +352,4 @@ func startEngine(t testing.TB, url, id string, signer *hooks.Signer, hs []hooks.
 		}
 		nc.Close()
 	})
-	return e, nc
 }

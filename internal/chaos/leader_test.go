@@ -279,24 +279,6 @@ func startEngineTrusting(t testing.TB, url, id string, signer *hooks.Signer, tru
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	select {
-	case <-e.Started():
-	case <-done:
-		t.Fatalf("engine %s stopped at start", id)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("engine %s did not start", id)
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("engine %s did not stop", id)
-		}
-		nc.Close()
-	})
+	runEngine(t, e, nc, id)
 	return e, nc
 }
