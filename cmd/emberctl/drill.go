@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -42,7 +43,9 @@ func cmdDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	agent := fs.String("agent", "", "agent id of the battery device the drill concerns (required)")
 	device := fs.String("device", "", "battery device id, as in the collector's topology (required)")
 	mode := fs.String("mode", "inject", "inject: publish drill alerts from here; agent: ask the agent to run a synthetic scenario")
-	scenario := fs.String("scenario", "offgas-then-thermal", "agent mode: scenario name")
+	scenario := fs.String("scenario", "offgas_first", "agent mode: scenario name from the detection library (emberctl detection-report -list)")
+	chaosCmd := fs.String("chaos", "", "chaos: a `command` (argv split on spaces, no shell) run mid-drill to prove the redundancy, e.g. \"systemctl kill -s KILL ember-collector\" or a script cutting an agent's link")
+	chaosAt := fs.String("chaos-at", wire.PhasePrestage, "chaos: run the -chaos command when this phase is published (prestage or evacuate)")
 	speed := fs.Float64("speed", 1, "agent mode: time compression of the scenario")
 	gap := fs.Duration("gap", time.Second, "inject mode: delay between the off-gas warning and the thermal critical")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up after this long (covers the collector's hold window)")
@@ -71,6 +74,8 @@ func cmdDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("-mode: want inject or agent, got %q", *mode)
 	case *by == "":
 		return errors.New("-by NAME is required (or $USER)")
+	case *chaosAt != wire.PhasePrestage && *chaosAt != wire.PhaseEvacuate:
+		return fmt.Errorf("-chaos-at: want prestage or evacuate, got %q", *chaosAt)
 	}
 	opts := []nats.Option{nats.Name("emberctl drill")}
 	if *creds != "" {
@@ -84,6 +89,9 @@ func cmdDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	d := &drill{site: *site, agent: *agent, device: *device, nc: nc, quiet: *quiet,
 		rep: wire.DrillReport{ID: fmt.Sprintf("drill-%d", time.Now().UnixMilli()), Site: *site, Mode: *mode, By: *by, Started: time.Now().UTC()},
 		ev:  make(chan struct{}, 64)}
+	if *chaosCmd != "" {
+		d.chaos, d.chaosAt = strings.Fields(*chaosCmd), *chaosAt
+	}
 	if err := d.watch(); err != nil {
 		return err
 	}
@@ -141,6 +149,32 @@ type drill struct {
 	evacuated bool // the evacuate phase was issued
 	lastEvent time.Time
 	ev        chan struct{}
+
+	// chaos runs once when the chaosAt phase is published.
+	chaos    []string
+	chaosAt  string
+	chaosRan bool
+}
+
+// runChaos runs the chaos command (argv, no shell) in the background and
+// records it and its outcome as steps, so the report shows whether the
+// chain completed despite it. Called with d.mu held.
+func (d *drill) runChaos() {
+	d.chaosRan = true
+	argv := d.chaos
+	d.step(time.Now(), "chaos", "run: "+strings.Join(argv, " "))
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+		what := "done"
+		if err != nil {
+			what = fmt.Sprintf("failed: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		d.mu.Lock()
+		d.step(time.Now(), "chaos", what)
+		d.mu.Unlock()
+	}()
 }
 
 func (d *drill) step(t time.Time, kind, what string) {
@@ -247,6 +281,9 @@ func (d *drill) onEvac(m *nats.Msg) {
 	d.rep.Evacuations = append(d.rep.Evacuations, ev)
 	d.rep.Targets = ev.Targets
 	d.step(ev.Time, "published", fmt.Sprintf("%s %s dry_run=%v signed=%v", ev.Phase, ev.Domain, ev.DryRun, ev.Signature != ""))
+	if len(d.chaos) > 0 && !d.chaosRan && ev.Phase == d.chaosAt {
+		d.runChaos()
+	}
 }
 
 func (d *drill) unwatch() {

@@ -136,8 +136,8 @@ func TestDrillAgentMode(t *testing.T) {
 	sub, _ := nc.Subscribe(wire.DrillSubject("s1", "gw-01"), func(m *nats.Msg) {
 		var req wire.DrillRequest
 		json.Unmarshal(m.Data, &req)
-		if req.Scenario != "offgas-then-thermal" {
-			b, _ := json.Marshal(wire.DrillResponse{ID: req.ID, Agent: "gw-01", Error: "unknown scenario", Scenarios: []string{"offgas-then-thermal"}})
+		if req.Scenario != "offgas_first" {
+			b, _ := json.Marshal(wire.DrillResponse{ID: req.ID, Agent: "gw-01", Error: "unknown scenario", Scenarios: []string{"offgas_first"}})
 			m.Respond(b)
 			return
 		}
@@ -163,7 +163,7 @@ func TestDrillAgentMode(t *testing.T) {
 	out.Reset()
 	err = cmdDrill(t.Context(), []string{"-nats", rig.natsURL, "-site", "s1", "-agent", "gw-01", "-device", "rack-a1",
 		"-mode", "agent", "-scenario", "nope", "-store=false", "-by", "tester"}, &out, &errb)
-	if err == nil || !strings.Contains(err.Error(), "scenarios: offgas-then-thermal") {
+	if err == nil || !strings.Contains(err.Error(), "scenarios: offgas_first") {
 		t.Fatalf("unknown scenario: %v", err)
 	}
 }
@@ -234,5 +234,31 @@ func TestEvacListApproveAbort(t *testing.T) {
 	out.Reset()
 	if err := cmdEvac(t.Context(), []string{"show", byDomain["ups-1"], "-collector", rig.httpURL}, &out, &errb); err != nil || !strings.Contains(out.String(), `"actor": "alice"`) {
 		t.Fatalf("show: %v %s", err, out.String())
+	}
+}
+
+// TestDrillChaos: a drill can run a chaos command mid-way (here a harmless
+// one, where an operator would kill a collector or cut an agent's link);
+// the report records it and whether the chain still completed.
+func TestDrillChaos(t *testing.T) {
+	rig := newEvacRig(t, 300*time.Millisecond)
+	mark := filepath.Join(t.TempDir(), "chaos-ran")
+	var out, errb bytes.Buffer
+	err := cmdDrill(t.Context(), []string{"-nats", rig.natsURL, "-site", "s1", "-agent", "gw-01", "-device", "rack-a1",
+		"-collector", rig.httpURL, "-gap", "100ms", "-quiet", "500ms", "-timeout", "20s", "-by", "tester", "-store=false",
+		"-chaos", "touch " + mark, "-chaos-at", "prestage"}, &out, &errb)
+	if err != nil {
+		t.Fatalf("drill: %v\n%s\n%s", err, out.String(), errb.String())
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("chaos command did not run: %v", err)
+	}
+	if o := out.String(); !strings.Contains(o, "chaos") || !strings.Contains(o, ": OK") {
+		t.Fatalf("report lacks the chaos step or the completed chain:\n%s", o)
+	}
+	err = cmdDrill(t.Context(), []string{"-nats", rig.natsURL, "-site", "s1", "-agent", "gw-01", "-device", "rack-a1",
+		"-chaos", "true", "-chaos-at", "later", "-by", "tester"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "-chaos-at") {
+		t.Fatalf("bad -chaos-at accepted: %v", err)
 	}
 }
