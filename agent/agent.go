@@ -266,12 +266,15 @@ func (a *Agent) processRound(ctx context.Context, d *device, r *round, emit func
 		}
 		d.lastStage = st
 	}
+	a.linkSecurity(ctx, d, r)
 	// A dead round is published too: its fault fields tell the
 	// collector the device is down, with the sample's time.
 	lines := d.enc.encode(r)
 	*idBuf = telemetryMsgID(*idBuf, a.cfg.AgentID, d.id, r.at)
 	if err := a.pub.Publish(ctx, wire.TelemetrySubject(a.cfg.Site, a.cfg.AgentID, d.id), string(*idBuf), lines); err != nil {
 		a.log.Warn("telemetry not published", "device", d.id, "err", err)
+	} else if a.opts.Metrics != nil {
+		a.opts.Metrics.ObservePublish(a.now().Sub(r.at))
 	}
 	if a.opts.OnRound != nil {
 		a.opts.OnRound(d.id, r.at, r.lay.points, r.readings, r.err)

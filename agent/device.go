@@ -54,11 +54,12 @@ type device struct {
 	out  chan *round     // rounds waiting for the processor
 
 	// Owned by the processor goroutine.
-	encLay    *layout
-	enc       encoder
-	det       Detector
-	bb        *blackbox.Recorder
-	lastStage wire.Stage
+	encLay     *layout
+	enc        encoder
+	det        Detector
+	bb         *blackbox.Recorder
+	lastStage  wire.Stage
+	tlsAlerted bool // a security alert for a refused TLS handshake is up
 
 	rounds, overruns, skipped, drops, failures atomic.Uint64
 	metrics                                    selfmon.DeviceMetrics
@@ -142,12 +143,18 @@ func (d *device) period() time.Duration {
 func (d *device) noteRound(r *round) {
 	faulted := 0
 	for i := range r.readings {
-		switch r.readings[i].Fault {
-		case drivers.FaultNone, drivers.FaultSentinel, drivers.FaultAbsent:
+		f := r.readings[i].Fault
+		switch f {
+		case drivers.FaultNone:
+			continue
+		case drivers.FaultSentinel, drivers.FaultAbsent:
 			// "Not available" is the device's own, steady answer for a
 			// point it does not implement, not a health problem.
 		default:
 			faulted++
+		}
+		if d.hasMetrics && int(f) < len(d.metrics.Faults) {
+			d.metrics.Faults[f].Inc()
 		}
 	}
 	d.mu.Lock()

@@ -51,6 +51,7 @@ type Metrics struct {
 	pollDuration                           *family
 	bufferDepth, bufferDropped             *family
 	publishLatency, alerts, watchdogStalls *family
+	pointFaults                            *family
 }
 
 // DeviceMetrics are one device's metrics: using them is an atomic update,
@@ -61,7 +62,15 @@ type DeviceMetrics struct {
 	Overruns     Counter  // rounds that took longer than the period
 	Dropped      Counter  // rounds dropped from the hand-off queue because processing lagged
 	PollDuration Observer // seconds per poll
+	// Faults counts faulted point readings by kind (timeout, exception,
+	// malformed, sentinel, ...), indexed by the drivers.Fault value; a
+	// device answering garbage frames shows up as "malformed".
+	Faults []Counter
 }
+
+// FaultKinds are the label values of ember_point_faults_total, in
+// drivers.Fault order (index 0, no fault, is unused).
+var FaultKinds = []string{"", "timeout", "exception", "malformed", "sentinel", "absent", "range", "scale", "comms", "sensor"}
 
 // BufferMetrics are one buffer kind's metrics (kind is e.g. "telemetry"
 // or "alert" for the store-and-forward queues).
@@ -88,6 +97,7 @@ func NewMetrics(version string) *Metrics {
 	m.publishLatency = m.add("publish_latency_seconds", "histogram", "Time from a sample to its publication being accepted by NATS.", nil, expBuckets(0.0001, 30, 16))
 	m.alerts = m.add("alerts_total", "counter", "Alert stage changes raised, by stage and category.", []string{"category", "stage"}, nil)
 	m.watchdogStalls = m.add("watchdog_stalls_total", "counter", "Watchdog periods without pipeline progress (pings withheld).", nil, nil)
+	m.pointFaults = m.add("point_faults_total", "counter", "Point readings marked faulty, by device and kind (timeouts, exceptions, malformed frames, sentinels...).", []string{"device", "fault"}, nil)
 	build := m.add("build_info", "gauge", "Always 1; the version label says which build runs.", []string{"version"}, nil)
 	build.child(version).Set(1)
 	m.publishLatency.child()
@@ -118,10 +128,16 @@ func (m *Metrics) add(name, typ, help string, labels []string, buckets []float64
 // its sampling loop starts and keep the result; the series appear at zero
 // right away, so a device that never completes a round is visible.
 func (m *Metrics) Device(id string) DeviceMetrics {
-	return DeviceMetrics{
+	dm := DeviceMetrics{
 		Rounds: m.rounds.child(id), RoundErrors: m.roundErrors.child(id), Overruns: m.overruns.child(id),
-		Dropped: m.dropped.child(id), PollDuration: m.pollDuration.child(id),
+		Dropped: m.dropped.child(id), PollDuration: m.pollDuration.child(id), Faults: make([]Counter, len(FaultKinds)),
 	}
+	for i, k := range FaultKinds {
+		if i > 0 {
+			dm.Faults[i] = m.pointFaults.child(id, k)
+		}
+	}
+	return dm
 }
 
 // ForgetDevice removes a device's series, e.g. after a configuration
@@ -129,6 +145,9 @@ func (m *Metrics) Device(id string) DeviceMetrics {
 func (m *Metrics) ForgetDevice(id string) {
 	for _, f := range []*family{m.rounds, m.roundErrors, m.overruns, m.dropped, m.pollDuration} {
 		f.forget(id)
+	}
+	for _, k := range FaultKinds[1:] {
+		m.pointFaults.forget(id, k)
 	}
 }
 
