@@ -76,6 +76,7 @@ func New(cfg *Config, log *slog.Logger) (*Collector, error) {
 		alertsReady: make(chan struct{}), heartbeatsReady: make(chan struct{})}
 	c.state = newState(cfg.Site, func() time.Time { return c.now() })
 	c.noc = newFanout(cfg.NOC, log.With("part", "noc"), c.now)
+	c.noc.site, c.noc.id = cfg.Site, cfg.CollectorID
 	if cfg.Influx.URL != "" {
 		c.store = newStore(cfg.Influx, log.With("part", "influx"))
 	}

@@ -117,6 +117,14 @@ type NOCConfig struct {
 	// conditions is forwarded; clears are always forwarded).
 	MinStage string `yaml:"min_stage"`
 
+	// FloodLimit is how many notifications below critical (and their
+	// clears) each sink gets per FloodWindow; beyond it they are counted
+	// and sent as one summary per window (flood mode, ISA-18.2). Critical
+	// and emergency always go through at once. Defaults to 10 per 10m; -1
+	// turns flood mode off.
+	FloodLimit  int           `yaml:"flood_limit"`
+	FloodWindow time.Duration `yaml:"flood_window"`
+
 	minStage wire.Stage
 }
 
@@ -440,6 +448,15 @@ func (c *Config) validate(root *yaml.Node) error {
 		if u, err := url.Parse(am); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			p.add("noc.alertmanager_url", "%q is not an http(s) URL", am)
 		}
+	}
+	if c.NOC.FloodLimit == 0 {
+		c.NOC.FloodLimit = 10
+	}
+	if c.NOC.FloodWindow == 0 {
+		c.NOC.FloodWindow = 10 * time.Minute
+	}
+	if c.NOC.FloodLimit < -1 || c.NOC.FloodWindow < 0 {
+		p.add("noc.flood_limit", "want a positive limit (or -1 for no flood mode) and a positive flood_window")
 	}
 	c.NOC.minStage = wire.StageWatch
 	if c.NOC.MinStage != "" {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -177,7 +178,19 @@ func (s *alertmanagerSink) send(ctx context.Context, a wire.Alert) error {
 // fanout runs one worker per sink.
 type fanout struct {
 	log      *slog.Logger
+	now      func() time.Time
 	minStage wire.Stage
+	site, id string // the summary's site and "agent" (this collector)
+
+	// Flood mode (ISA-18.2): at most floodLimit watch-level notifications
+	// per floodWindow; the rest are counted and summarised once per window.
+	floodLimit  int
+	floodWindow time.Duration
+	floodMu     sync.Mutex
+	windowStart time.Time
+	sentLow     int
+	suppressed  map[string]int // by category
+
 	sinks    []sink
 	queues   []chan wire.Alert
 	attempts int
@@ -187,7 +200,8 @@ type fanout struct {
 
 func newFanout(cfg NOCConfig, log *slog.Logger, now func() time.Time) *fanout {
 	hc := &http.Client{Timeout: 10 * time.Second}
-	f := &fanout{log: log, minStage: cfg.minStage, attempts: 6, backoff: 500 * time.Millisecond}
+	f := &fanout{log: log, now: now, minStage: cfg.minStage, attempts: 6, backoff: 500 * time.Millisecond,
+		floodLimit: cfg.FloodLimit, floodWindow: cfg.FloodWindow, suppressed: map[string]int{}}
 	for _, w := range cfg.Webhooks {
 		f.sinks = append(f.sinks, &webhookSink{url: w.URL, secret: []byte(w.Secret), hc: hc, now: now})
 	}
@@ -203,6 +217,33 @@ func (f *fanout) start(ctx context.Context) {
 		f.queues = append(f.queues, q)
 		f.wg.Go(func() { f.work(ctx, s, q) })
 	}
+	if len(f.sinks) > 0 && f.floodLimit >= 0 && f.floodWindow > 0 {
+		f.wg.Go(func() { f.flushFloods(ctx) })
+	}
+}
+
+// flushFloods sends a window's summary when the flood has stopped (no new
+// alert arrives to trigger it).
+func (f *fanout) flushFloods(ctx context.Context) {
+	t := time.NewTicker(f.floodWindow)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.floodMu.Lock()
+		var summary *wire.Alert
+		if now := f.now(); now.Sub(f.windowStart) >= f.floodWindow {
+			summary = f.summaryLocked(now)
+			f.windowStart, f.sentLow = now, 0
+		}
+		f.floodMu.Unlock()
+		if summary != nil {
+			f.push(ctx, *summary)
+		}
+	}
 }
 
 // wanted says whether an alert goes to the sinks: stage changes at or above
@@ -217,11 +258,78 @@ func (f *fanout) wanted(a wire.Alert) bool {
 	return a.Stage >= f.minStage
 }
 
+// lowPriority: changes below critical and their clears. Critical and
+// emergency (runaway likely or confirmed) are never held back.
+func lowPriority(a wire.Alert) bool {
+	return a.Stage < wire.StageCritical && a.PreviousStage < wire.StageCritical
+}
+
+// admit applies flood mode: it reports whether a is sent now, and returns
+// the summary of the window that just ended, if one is due.
+func (f *fanout) admit(a wire.Alert) (send bool, summary *wire.Alert) {
+	if f.floodLimit < 0 || f.floodWindow <= 0 {
+		return true, nil
+	}
+	f.floodMu.Lock()
+	defer f.floodMu.Unlock()
+	now := f.now()
+	if now.Sub(f.windowStart) >= f.floodWindow {
+		summary = f.summaryLocked(now)
+		f.windowStart, f.sentLow = now, 0
+	}
+	if !lowPriority(a) {
+		return true, summary // the highest priorities always go through
+	}
+	if f.sentLow < f.floodLimit {
+		f.sentLow++
+		return true, summary
+	}
+	f.suppressed[a.Category]++
+	return false, summary
+}
+
+// summaryLocked turns the window's suppressed counts into one alert.
+func (f *fanout) summaryLocked(now time.Time) *wire.Alert {
+	total := 0
+	var parts []string
+	var top string
+	for cat, n := range f.suppressed {
+		total += n
+		parts = append(parts, fmt.Sprintf("%d %s", n, cat))
+		if top == "" || n > f.suppressed[top] {
+			top = cat
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	sort.Strings(parts)
+	f.suppressed = map[string]int{}
+	return &wire.Alert{ID: fmt.Sprintf("flood-%s-%d", f.id, now.UnixNano()), Site: f.site, Agent: f.id, Device: f.id,
+		Component: "flood", Category: top, Stage: wire.StageWatch, PreviousStage: wire.StageWatch,
+		Signatures: []wire.Signature{{Kind: "notifications_suppressed", Value: float64(total), Unit: "count", Threshold: float64(f.floodLimit)}},
+		SampleTime: now.UTC(), Time: now.UTC(),
+		Summary: fmt.Sprintf("flood mode: %d notifications below critical suppressed in %v (%s); every alert is on NATS and the status page", total, f.floodWindow, strings.Join(parts, ", "))}
+}
+
 // enqueue hands an alert to every sink; it blocks while a queue is full.
 func (f *fanout) enqueue(ctx context.Context, a wire.Alert) error {
 	if !f.wanted(a) {
 		return nil
 	}
+	send, summary := f.admit(a)
+	if summary != nil {
+		if err := f.push(ctx, *summary); err != nil {
+			return err
+		}
+	}
+	if !send {
+		return nil
+	}
+	return f.push(ctx, a)
+}
+
+func (f *fanout) push(ctx context.Context, a wire.Alert) error {
 	for _, q := range f.queues {
 		select {
 		case q <- a:
