@@ -33,12 +33,7 @@ const DrillReportStream = "EMBER_DRILL_REPORTS"
 func cmdDrill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defURL := os.Getenv("EMBER_NATS")
-	if defURL == "" {
-		defURL = nats.DefaultURL
-	}
-	natsURL := fs.String("nats", defURL, "NATS server `URL`s, comma separated ($EMBER_NATS)")
-	creds := fs.String("creds", "", "NATS credentials `file`")
+	nf := addNATSFlags(fs)
 	site := fs.String("site", "", "site id (required)")
 	agent := fs.String("agent", "", "agent id of the battery device the drill concerns (required)")
 	device := fs.String("device", "", "battery device id, as in the collector's topology (required)")
@@ -77,13 +72,9 @@ func cmdDrill(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case *chaosAt != wire.PhasePrestage && *chaosAt != wire.PhaseEvacuate:
 		return fmt.Errorf("-chaos-at: want prestage or evacuate, got %q", *chaosAt)
 	}
-	opts := []nats.Option{nats.Name("emberctl drill")}
-	if *creds != "" {
-		opts = append(opts, nats.UserCredentials(*creds))
-	}
-	nc, err := nats.Connect(*natsURL, opts...)
+	nc, err := nf.connect("emberctl drill")
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", *natsURL, err)
+		return err
 	}
 	defer nc.Close()
 	d := &drill{site: *site, agent: *agent, device: *device, nc: nc, quiet: *quiet,

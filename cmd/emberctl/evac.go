@@ -42,20 +42,9 @@ func cmdEvac(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	note := fs.String("note", "", "a note kept in the audit trail")
 	asJSON := fs.Bool("json", false, "print JSON as served")
 	fs.Usage = func() { fmt.Fprintln(stderr, evacUsage); fs.PrintDefaults() }
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	id, done, err := parseWithID(fs, args)
+	if done || err != nil {
 		return err
-	}
-	if id == "" && fs.NArg() > 0 {
-		id = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	switch sub {
 	case "list", "ls":

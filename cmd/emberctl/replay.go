@@ -316,16 +316,9 @@ func (r *replayRecording) readInfluxCSV(name string, in io.Reader) error {
 			d.set(ts.UnixNano(), get("component"), base, 0, parseFault(val))
 			continue
 		}
-		v, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			if b, berr := strconv.ParseBool(val); berr == nil {
-				v = 0
-				if b {
-					v = 1
-				}
-			} else {
-				return fmt.Errorf("%s:%d: _value %q of %s is not a number", name, line, val, field)
-			}
+		v, ok := parseValue(val)
+		if !ok {
+			return fmt.Errorf("%s:%d: _value %q of %s is not a number", name, line, val, field)
 		}
 		d.set(ts.UnixNano(), get("component"), field, v, drivers.FaultNone)
 	}
@@ -389,16 +382,9 @@ func (r *replayRecording) readInflux1CSV(name string, in io.Reader) error {
 				d.set(at, tags["component"], base, 0, parseFault(v))
 				continue
 			}
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				if b, berr := strconv.ParseBool(v); berr == nil {
-					f = 0
-					if b {
-						f = 1
-					}
-				} else {
-					return fmt.Errorf("%s:%d: %s: %q is not a number", name, line, h, v)
-				}
+			f, ok := parseValue(v)
+			if !ok {
+				return fmt.Errorf("%s:%d: %s: %q is not a number", name, line, h, v)
 			}
 			d.set(at, tags["component"], h, f, drivers.FaultNone)
 		}
@@ -572,4 +558,18 @@ func replayPeriod(ts []int64) int64 {
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d[len(d)/2]
+}
+
+// parseValue reads an exported field value: a number, or a boolean as 0/1.
+func parseValue(s string) (float64, bool) {
+	if v, err := strconv.ParseFloat(s, 64); err == nil {
+		return v, true
+	}
+	if b, err := strconv.ParseBool(s); err == nil {
+		if b {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
 }

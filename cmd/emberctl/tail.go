@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -20,12 +19,7 @@ import (
 func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	defURL := os.Getenv("EMBER_NATS")
-	if defURL == "" {
-		defURL = nats.DefaultURL
-	}
-	url := fs.String("nats", defURL, "NATS server `URL`s, comma separated ($EMBER_NATS)")
-	creds := fs.String("creds", "", "NATS credentials `file`")
+	nf := addNATSFlags(fs)
 	site := fs.String("site", "*", "only this site")
 	stage := fs.String("stage", "", "only alerts at this stage or above (and clears of them): watch, warning, critical, emergency")
 	cats := fs.String("category", "", "only these categories, comma separated (thermal,gas,electrical,environment,sensor_fault,comms)")
@@ -66,13 +60,9 @@ func cmdTail(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 		}
 	}
-	opts := []nats.Option{nats.Name("emberctl tail"), nats.MaxReconnects(-1)}
-	if *creds != "" {
-		opts = append(opts, nats.UserCredentials(*creds))
-	}
-	nc, err := nats.Connect(*url, opts...)
+	nc, err := nf.connect("emberctl tail", nats.MaxReconnects(-1))
 	if err != nil {
-		return fmt.Errorf("connect %s: %w", *url, err)
+		return err
 	}
 	defer nc.Close()
 	n := 0

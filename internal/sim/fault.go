@@ -149,7 +149,9 @@ func (h *handler) wait(d *Device, addr, qty uint16) error {
 	}
 }
 
-func (h *handler) regs(unit uint8, sp Space, addr, qty uint16, write bool) ([]uint16, error) {
+// serve finds the unit's device, applies its faults and refuses writes:
+// the simulator is a read-only device, as the agent never writes.
+func (h *handler) serve(unit uint8, addr, qty uint16, write bool) (*Device, error) {
 	d, err := h.device(unit)
 	if err != nil {
 		return nil, err
@@ -158,8 +160,15 @@ func (h *handler) regs(unit uint8, sp Space, addr, qty uint16, write bool) ([]ui
 		return nil, err
 	}
 	if write {
-		// The simulator is a read-only device: the agent never writes.
 		return nil, modbus.ErrIllegalFunction
+	}
+	return d, nil
+}
+
+func (h *handler) regs(unit uint8, sp Space, addr, qty uint16, write bool) ([]uint16, error) {
+	d, err := h.serve(unit, addr, qty, write)
+	if err != nil {
+		return nil, err
 	}
 	out, ok := d.img.ReadRegs(sp, addr, qty, make([]uint16, 0, qty))
 	if !ok {
@@ -169,15 +178,9 @@ func (h *handler) regs(unit uint8, sp Space, addr, qty uint16, write bool) ([]ui
 }
 
 func (h *handler) bits(unit uint8, sp Space, addr, qty uint16, write bool) ([]bool, error) {
-	d, err := h.device(unit)
+	d, err := h.serve(unit, addr, qty, write)
 	if err != nil {
 		return nil, err
-	}
-	if err := h.wait(d, addr, qty); err != nil {
-		return nil, err
-	}
-	if write {
-		return nil, modbus.ErrIllegalFunction
 	}
 	out, ok := d.img.ReadBits(sp, addr, qty, make([]bool, 0, qty))
 	if !ok {
