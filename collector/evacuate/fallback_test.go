@@ -51,8 +51,10 @@ func TestFallbackWithAndWithoutCollector(t *testing.T) {
 	publishAlert(t, agentNC, b)
 	fb.OnAlert(t.Context(), b)
 	testenv.WaitFor(t, 5*time.Second, func() error {
-		if len(agentHooks.lines()) != 1 {
-			return fmt.Errorf("fallback runs %v", agentHooks.lines())
+		// The hook's line is written before the fallback records its
+		// result, so wait for both.
+		if len(agentHooks.lines()) != 1 || len(fb.Results()) != 1 {
+			return fmt.Errorf("fallback runs %v, results %d", agentHooks.lines(), len(fb.Results()))
 		}
 		return nil
 	})
