@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/emberwatch/emberwatch/internal/hooks"
+	"github.com/emberwatch/emberwatch/internal/jsretry"
 	"github.com/emberwatch/emberwatch/internal/wire"
 )
 
@@ -144,23 +145,39 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.runCtx = ctx
 	var err error
 	r := e.cfg.Replicas
-	if e.lease, err = NewLease(ctx, e.js, "", e.cfg.Site, e.cfg.ID, e.cfg.LeaseTTL, r); err != nil {
+	// The buckets are replicated: on a cluster that is still electing its
+	// meta leader, or has a node restarting, creating them times out.
+	// Wait for the cluster rather than exit.
+	const attempt = 10 * time.Second
+	if err = jsretry.Do(ctx, e.log, "open lease bucket", attempt, func(ctx context.Context) (err error) {
+		e.lease, err = NewLease(ctx, e.js, "", e.cfg.Site, e.cfg.ID, e.cfg.LeaseTTL, r)
+		return err
+	}); err != nil {
 		return err
 	}
-	if e.evkv, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: EvacBucket, Description: "emberwatch evacuation records", History: 5,
-		TTL: 30 * 24 * time.Hour, Replicas: max(r, 1), Storage: jetstream.FileStorage,
+	if err = jsretry.Do(ctx, e.log, "open evacuation bucket", attempt, func(ctx context.Context) (err error) {
+		e.evkv, err = e.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: EvacBucket, Description: "emberwatch evacuation records", History: 5,
+			TTL: 30 * 24 * time.Hour, Replicas: max(r, 1), Storage: jetstream.FileStorage,
+		})
+		return err
 	}); err != nil {
-		return fmt.Errorf("open evacuation bucket: %w", err)
+		return err
 	}
-	if e.ledger, err = hooks.NewKVLedger(ctx, e.js, "", r, 30*24*time.Hour); err != nil {
+	if err = jsretry.Do(ctx, e.log, "open hook ledger", attempt, func(ctx context.Context) (err error) {
+		e.ledger, err = hooks.NewKVLedger(ctx, e.js, "", r, 30*24*time.Hour)
+		return err
+	}); err != nil {
 		return err
 	}
 	if e.set, err = hooks.NewSet(e.cfg.Hooks, e.nc, e.ledger, e.log); err != nil {
 		return err
 	}
 	e.set.Limit = hooks.PerMinute(e.cfg.HookRatePerMinute)
-	if _, err = EnsureAuditStream(ctx, e.js, r); err != nil {
+	if err = jsretry.Do(ctx, e.log, "open audit stream", attempt, func(ctx context.Context) error {
+		_, err := EnsureAuditStream(ctx, e.js, r)
+		return err
+	}); err != nil {
 		return err
 	}
 	w, err := e.evkv.WatchAll(ctx)

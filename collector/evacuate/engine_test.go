@@ -143,7 +143,7 @@ func startEngine(t testing.TB, o engineOpts) *testEngine {
 	case <-e.Started():
 	case <-te.done:
 		t.Fatalf("engine %s: %v", o.id, te.err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		t.Fatalf("engine %s did not start", o.id)
 	}
 	t.Cleanup(func() {
