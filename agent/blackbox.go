@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -17,10 +16,10 @@ import (
 // The black box keeps each device's last minutes of raw rounds in memory
 // and, when the device reaches warning, freezes them and publishes them to
 // the EMBER_BLACKBOX JetStream stream: the data investigators lacked at
-// Pangyo. The ring never holds more than maxBlackBoxRounds rounds, so a
-// fast burst period cannot make it grow without bound.
+// Pangyo. Each device's ring has a fixed memory budget (black_box_kib), so
+// neither a fast burst period nor many devices can make it grow without
+// bound; how far back it reaches depends on how much the values change.
 const (
-	maxBlackBoxRounds = 1200
 	// blackBoxChunk keeps each message under NATS's default 1 MiB limit.
 	blackBoxChunk = 768 << 10
 	// BlackBoxStream holds frozen black boxes; subjects
@@ -37,8 +36,7 @@ func (a *Agent) newBlackBox(d *device, lay *layout) *blackbox.Recorder {
 	if a.cfg.BlackBox <= 0 || len(lay.points) == 0 {
 		return nil
 	}
-	window := min(a.cfg.BlackBox, time.Duration(maxBlackBoxRounds)*d.cfg.Period)
-	bb, err := blackbox.New(d.id, lay.points, window, d.cfg.Period)
+	bb, err := blackbox.New(d.id, lay.points, a.cfg.BlackBox, a.cfg.BlackBoxKiB<<10)
 	if err != nil {
 		a.log.Warn("black box off", "device", d.id, "err", err)
 		return nil
@@ -59,7 +57,7 @@ func (a *Agent) freezeBlackBox(ctx context.Context, d *device, why wire.Stage) {
 			a.log.Error("black box not published", "device", d.id, "err", err)
 			return
 		}
-		a.log.Info("black box published", "device", d.id, "stage", why, "rounds", d.bb.Capacity())
+		a.log.Info("black box published", "device", d.id, "stage", why, "rounds", snap.Len(), "span", snap.Span())
 	}()
 }
 
@@ -76,40 +74,24 @@ func (a *Agent) publishBlackBox(ctx context.Context, d *device, snap *blackbox.S
 	}); err != nil {
 		return fmt.Errorf("black box stream: %w", err)
 	}
-	lp := snap.AppendLineProtocol(nil, d.tags)
+	// Encode twice rather than hold the whole window's lines: the first
+	// pass only counts the parts (for the i/n header).
+	parts := 0
+	_ = snap.Chunks(d.tags, blackBoxChunk, func([]byte) error { parts++; return nil })
 	subject := BlackBoxSubject(a.cfg.Site, a.cfg.AgentID, d.id)
 	id := a.cfg.AgentID + "." + d.id + "." + strconv.FormatInt(frozen.UnixNano(), 10)
-	parts := chunkLines(lp, blackBoxChunk)
-	for i, p := range parts {
+	i := 0
+	return snap.Chunks(d.tags, blackBoxChunk, func(p []byte) error {
+		i++
 		m := &nats.Msg{Subject: subject, Data: p, Header: nats.Header{}}
-		m.Header.Set(wire.MsgIDHeader, id+"."+strconv.Itoa(i))
+		m.Header.Set(wire.MsgIDHeader, id+"."+strconv.Itoa(i-1))
 		m.Header.Set("Ember-Blackbox-Id", id)
-		m.Header.Set("Ember-Blackbox-Part", fmt.Sprintf("%d/%d", i+1, len(parts)))
-		if _, err := js.PublishMsg(sctx, m); err != nil {
-			return fmt.Errorf("part %d/%d: %w", i+1, len(parts), err)
+		m.Header.Set("Ember-Blackbox-Part", fmt.Sprintf("%d/%d", i, parts))
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := js.PublishMsg(pctx, m); err != nil {
+			return fmt.Errorf("part %d/%d: %w", i, parts, err)
 		}
-	}
-	return nil
-}
-
-// chunkLines splits line protocol at line ends into parts of at most max
-// bytes (a single longer line is a part of its own).
-func chunkLines(b []byte, max int) [][]byte {
-	var parts [][]byte
-	for len(b) > 0 {
-		if len(b) <= max {
-			parts = append(parts, b)
-			break
-		}
-		cut := bytes.LastIndexByte(b[:max], '\n') + 1
-		if cut == 0 {
-			cut = bytes.IndexByte(b, '\n') + 1
-			if cut == 0 {
-				cut = len(b)
-			}
-		}
-		parts = append(parts, b[:cut])
-		b = b[cut:]
-	}
-	return parts
+		return nil
+	})
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/emberwatch/emberwatch/agent/blackbox"
 	"github.com/emberwatch/emberwatch/drivers/modbus"
 	"github.com/emberwatch/emberwatch/drivers/sensor"
 	"github.com/emberwatch/emberwatch/drivers/snmp"
@@ -28,6 +29,7 @@ type Config struct {
 	DetectionFile string           `yaml:"detection_file"`
 	Traps         *snmp.TrapConfig `yaml:"traps"`
 	BlackBox      time.Duration    `yaml:"black_box"`
+	BlackBoxKiB   int              `yaml:"black_box_kib"`
 	MetricsListen string           `yaml:"metrics_listen"`
 
 	doc *confpos.Doc
@@ -67,11 +69,12 @@ type DeviceConfig struct {
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		AgentID:   sanitizeID(host),
-		NATS:      NATSConfig{Servers: []string{"nats://127.0.0.1:4222"}, PingInterval: 5 * time.Second, MaxPingsOut: 2, ReconnectBufBytes: 8 << 20},
-		BufferDir: "/var/lib/ember",
-		Heartbeat: 2 * time.Second,
-		BlackBox:  10 * time.Minute,
+		AgentID:     sanitizeID(host),
+		NATS:        NATSConfig{Servers: []string{"nats://127.0.0.1:4222"}, PingInterval: 5 * time.Second, MaxPingsOut: 2, ReconnectBufBytes: 8 << 20},
+		BufferDir:   "/var/lib/ember",
+		Heartbeat:   2 * time.Second,
+		BlackBox:    10 * time.Minute,
+		BlackBoxKiB: blackbox.DefaultBudget >> 10,
 	}
 }
 
@@ -135,6 +138,12 @@ func (c *Config) validate(d *confpos.Doc) {
 	}
 	if c.Heartbeat <= 0 || c.Heartbeat > 5*time.Second {
 		d.Errorf("heartbeat", "must be between 0 and 5s (contract: at least every 5 s), got %v", c.Heartbeat)
+	}
+	if c.BlackBox < 0 {
+		d.Errorf("black_box", "must not be negative (0 turns the black box off), got %v", c.BlackBox)
+	}
+	if c.BlackBoxKiB < 16 {
+		d.Errorf("black_box_kib", "must be at least 16 (KiB of memory per device), got %d", c.BlackBoxKiB)
 	}
 	for _, f := range []struct{ key, path string }{{"nats.creds_file", c.NATS.CredsFile}, {"nats.tls.key_file", c.NATS.TLS.KeyFile}} {
 		if f.path == "" {

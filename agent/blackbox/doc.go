@@ -4,14 +4,25 @@
 //
 // # Design
 //
-// A Recorder is a fixed ring of rounds sized once from the window and the
-// sampling period: values and fault marks live in two flat preallocated
-// slices (rounds x points), so Record copies numbers and never allocates.
-// Freeze copies the ring, oldest first, into a Snapshot; that is the only
-// allocation and it happens on the rare warning. A Snapshot encodes itself
-// as the agent's telemetry line protocol (internal/wire), one line per
-// component and round, faulted points as "<field>.fault" strings, so the
-// collector, InfluxDB and `emberctl replay` read it like live telemetry.
+// A Recorder holds a fixed memory budget (DefaultBudget, 512 KiB, per
+// device unless configured), allocated once and cut into eight blocks used
+// as a ring. A round is stored as a delta: its time, a bitmap of the points
+// whose value or fault mark changed since the previous round, and 9 bytes
+// (float64 bits and fault) for each of them; the first round of a block is
+// a keyframe with every point, so the oldest block can be forgotten whole.
+// Values come back bit for bit. Registers mostly repeat between 100 ms
+// rounds (a BMS refreshes its cells about once a second), so a 440-point
+// rack costs about 64 bytes per quiet round and 4 KB per round in which
+// everything changed: the budget holds 10 minutes of the first and about
+// 12 s of the second. Memory is bounded by the budget, never by the device
+// count times the window; a block whose rounds all left the window is
+// reused before a new one, and the slab's untouched pages cost no resident
+// memory. Record copies numbers and never allocates. Freeze decodes the
+// rounds of the last window into a Snapshot; that is the only allocation
+// and it happens on the rare warning. A Snapshot encodes itself as the
+// agent's telemetry line protocol (internal/wire), one line per component
+// and round, faulted points as "<field>.fault" strings, so the collector,
+// InfluxDB and `emberctl replay` read it like live telemetry.
 //
 // String points (KindString) are not recorded: detection never uses them.
 //

@@ -17,7 +17,7 @@ func Example() {
 		drivers.NewPoint("string[1].module[1].cell[1].temperature.celsius", "degC", drivers.KindNumber),
 		drivers.NewPoint("gas.h2.ppm", "ppm", drivers.KindNumber),
 	}
-	rec, err := blackbox.New("rack-a1", pts, 2*time.Second, time.Second)
+	rec, err := blackbox.New("rack-a1", pts, 2*time.Second, 0)
 	if err != nil {
 		fmt.Println(err)
 		return
