@@ -33,10 +33,10 @@ type Recorder struct {
 	np     int
 	window int64 // ns
 
-	slab   []byte // budget bytes, cut into numBlocks blocks
+	size   int // bytes per block: budget / numBlocks
 	blocks [numBlocks]block
 	order  []int // blocks holding data, oldest first (fixed capacity)
-	free   []int // blocks never used (their pages are not resident yet)
+	free   []int // blocks never used (not allocated yet)
 
 	prevVals   []float64 // the last recorded round, the base of the next delta
 	prevFaults []drivers.Fault
@@ -45,7 +45,7 @@ type Recorder struct {
 }
 
 type block struct {
-	buf    []byte // slab[i*size : i*size], capacity size
+	buf    []byte // capacity size once first used
 	rounds int
 	last   int64 // unix ns of its newest round
 	keyed  bool  // holds its keyframe (its first round that did not fail)
@@ -60,8 +60,9 @@ const (
 // budget bytes (0 means DefaultBudget). A round is stored as the points
 // that changed since the previous round (a bitmap, then 9 bytes per
 // changed point), and each block starts with a keyframe of every point, so
-// a block can be dropped as a whole. The budget is allocated once; pages
-// the ring has not reached yet cost no resident memory.
+// a block can be dropped as a whole. A block is allocated when the ring
+// first reaches it, so a window that needs less than the budget costs less
+// (and does not inflate the garbage collector's heap goal).
 func New(device string, points []*drivers.Point, window time.Duration, budget int) (*Recorder, error) {
 	if window <= 0 {
 		return nil, fmt.Errorf("blackbox: device %s: window %s must be positive", device, window)
@@ -81,9 +82,8 @@ func New(device string, points []*drivers.Point, window time.Duration, budget in
 		return nil, fmt.Errorf("blackbox: device %s: budget %d bytes is too small for %d points; at least %d bytes",
 			device, budget, len(points), numBlocks*min)
 	}
-	r.slab = make([]byte, size*numBlocks)
+	r.size = size
 	for i := range r.blocks {
-		r.blocks[i].buf = r.slab[i*size : i*size : (i+1)*size]
 		r.free = append(r.free, numBlocks-1-i) // taken from the end: block 0 first
 	}
 	return r, nil
@@ -96,8 +96,8 @@ func (r *Recorder) keySize() int { return headerSize + 9*r.np }
 // worst is the largest a round can be: a delta with every point changed.
 func (r *Recorder) worst() int { return r.keySize() + (r.np+7)/8 }
 
-// Budget is the recorder's memory in bytes.
-func (r *Recorder) Budget() int { return len(r.slab) }
+// Budget is the most memory the recorder will hold, in bytes.
+func (r *Recorder) Budget() int { return r.size * numBlocks }
 
 // Len is the number of rounds held (some may be older than the window).
 func (r *Recorder) Len() int { return r.n }
@@ -105,7 +105,8 @@ func (r *Recorder) Len() int { return r.n }
 // Record stores one round, forgetting the oldest block when the budget is
 // used up. readings are in point order (extra readings are ignored,
 // missing ones recorded as absent); roundErr marks a round that failed as
-// a whole. It does not allocate.
+// a whole. It does not allocate once the ring has reached every block it
+// needs (at most numBlocks allocations in a recorder's life).
 func (r *Recorder) Record(at time.Time, readings []drivers.Reading, roundErr error) {
 	ns := at.UnixNano()
 	if len(r.order) == 0 || cap(r.cur().buf)-len(r.cur().buf) < r.worst() {
@@ -167,6 +168,7 @@ func (r *Recorder) advance(now int64) {
 	case len(r.free) > 0:
 		i = r.free[len(r.free)-1]
 		r.free = r.free[:len(r.free)-1]
+		r.blocks[i].buf = make([]byte, 0, r.size) // at most numBlocks times in a recorder's life
 	default:
 		i = r.dropOldest()
 	}

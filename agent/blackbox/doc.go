@@ -4,9 +4,9 @@
 //
 // # Design
 //
-// A Recorder holds a fixed memory budget (DefaultBudget, 512 KiB, per
-// device unless configured), allocated once and cut into eight blocks used
-// as a ring. A round is stored as a delta: its time, a bitmap of the points
+// A Recorder holds at most a fixed memory budget (DefaultBudget, 512 KiB,
+// per device unless configured), cut into eight blocks used as a ring and
+// allocated as the ring first reaches them. A round is stored as a delta: its time, a bitmap of the points
 // whose value or fault mark changed since the previous round, and 9 bytes
 // (float64 bits and fault) for each of them; the first round of a block is
 // a keyframe with every point, so the oldest block can be forgotten whole.
@@ -16,8 +16,8 @@
 // everything changed: the budget holds 10 minutes of the first and about
 // 12 s of the second. Memory is bounded by the budget, never by the device
 // count times the window; a block whose rounds all left the window is
-// reused before a new one, and the slab's untouched pages cost no resident
-// memory. Record copies numbers and never allocates. Freeze decodes the
+// reused before a new one is allocated. Record copies numbers and, once
+// the ring is allocated, never allocates. Freeze decodes the
 // rounds of the last window into a Snapshot; that is the only allocation
 // and it happens on the rare warning. A Snapshot encodes itself as the
 // agent's telemetry line protocol (internal/wire), one line per component
