@@ -125,6 +125,11 @@ type NOCConfig struct {
 	FloodLimit  int           `yaml:"flood_limit"`
 	FloodWindow time.Duration `yaml:"flood_window"`
 
+	// Watchdog is how often the always-firing EmberWatchdog alert is
+	// posted to Alertmanager (the dead-man's-switch pattern: the NOC
+	// alerts when it stops arriving). Default 30s; -1s turns it off.
+	Watchdog time.Duration `yaml:"watchdog_interval"`
+
 	minStage wire.Stage
 }
 
@@ -454,6 +459,14 @@ func (c *Config) validate(root *yaml.Node) error {
 	}
 	if c.NOC.FloodWindow == 0 {
 		c.NOC.FloodWindow = 10 * time.Minute
+	}
+	if c.NOC.Watchdog == 0 {
+		c.NOC.Watchdog = 30 * time.Second
+	}
+	if c.NOC.Watchdog < 0 {
+		c.NOC.Watchdog = 0
+	} else if c.NOC.Watchdog < time.Second {
+		p.add("noc.watchdog_interval", "%v is too short: want at least 1s (or -1s to turn it off)", c.NOC.Watchdog)
 	}
 	if c.NOC.FloodLimit < -1 || c.NOC.FloodWindow < 0 {
 		p.add("noc.flood_limit", "want a positive limit (or -1 for no flood mode) and a positive flood_window")

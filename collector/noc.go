@@ -167,6 +167,10 @@ func (s *alertmanagerSink) send(ctx context.Context, a wire.Alert) error {
 	if err != nil {
 		return err
 	}
+	return s.post(ctx, body)
+}
+
+func (s *alertmanagerSink) post(ctx context.Context, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.base, "/")+"/api/v2/alerts", bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -193,6 +197,9 @@ type fanout struct {
 
 	sinks    []sink
 	queues   []chan wire.Alert
+	am       *alertmanagerSink // nil without Alertmanager
+	watchdog time.Duration     // 0: no EmberWatchdog alert
+	started  time.Time
 	attempts int
 	backoff  time.Duration
 	wg       sync.WaitGroup
@@ -206,12 +213,63 @@ func newFanout(cfg NOCConfig, log *slog.Logger, now func() time.Time) *fanout {
 		f.sinks = append(f.sinks, &webhookSink{url: w.URL, secret: []byte(w.Secret), hc: hc, now: now})
 	}
 	if cfg.AlertmanagerURL != "" {
-		f.sinks = append(f.sinks, &alertmanagerSink{base: cfg.AlertmanagerURL, hc: hc, now: now})
+		f.am = &alertmanagerSink{base: cfg.AlertmanagerURL, hc: hc, now: now}
+		f.sinks = append(f.sinks, f.am)
+		f.watchdog = cfg.Watchdog
 	}
 	return f
 }
 
+// WatchdogAlertName is the always-firing alert a collector posts to
+// Alertmanager while its NOC path works.
+const WatchdogAlertName = "EmberWatchdog"
+
+// WatchdogAlert is the always-firing dead-man's-switch alert. It ends
+// three intervals after it was posted, so Alertmanager resolves it by
+// itself when the collector (or the path to it) is gone; a dead-man's-
+// switch receiver pages when its repeats stop (deploy/alertmanager).
+func WatchdogAlert(site, collector string, started, now time.Time, interval time.Duration) AMAlert {
+	end := now.Add(3 * interval)
+	return AMAlert{
+		Labels: map[string]string{"alertname": WatchdogAlertName, "site": site, "collector": collector, "severity": "none"},
+		Annotations: map[string]string{"summary": "Always firing while emberwatch's collector " + collector +
+			" can reach Alertmanager. If it stops, the battery alert path to the NOC is broken."},
+		StartsAt: started, EndsAt: &end,
+	}
+}
+
+// runWatchdog posts the watchdog alert at once and every interval, outside
+// flood mode and the alert queues: it proves the path, not an alert.
+func (f *fanout) runWatchdog(ctx context.Context) {
+	t := time.NewTicker(f.watchdog)
+	defer t.Stop()
+	failing := false
+	for {
+		body, err := json.Marshal([]AMAlert{WatchdogAlert(f.site, f.id, f.started, f.now(), f.watchdog)})
+		if err == nil {
+			err = f.am.post(ctx, body)
+		}
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			f.log.Warn("watchdog alert not delivered: the NOC will see the dead-man's switch fire", "sink", f.am.name(), "err", err)
+			failing = true
+		case err == nil && failing:
+			f.log.Info("watchdog alert delivered again", "sink", f.am.name())
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 func (f *fanout) start(ctx context.Context) {
+	f.started = f.now().UTC()
+	if f.am != nil && f.watchdog > 0 {
+		f.wg.Go(func() { f.runWatchdog(ctx) })
+	}
 	for _, s := range f.sinks {
 		q := make(chan wire.Alert, 256)
 		f.queues = append(f.queues, q)

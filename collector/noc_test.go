@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -67,7 +68,7 @@ func TestNOCFanOutAndAnnotations(t *testing.T) {
 	in := testenv.StartInflux(t)
 	srv := testenv.NATS(t)
 	secret := "hook-secret"
-	var hook, am received
+	var hook, am, dog received
 	hookSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		if err := VerifySignature([]byte(secret), r.Header.Get("Ember-Signature"), b, time.Now(), time.Minute); err != nil {
@@ -88,7 +89,11 @@ func TestNOCFanOutAndAnnotations(t *testing.T) {
 			return
 		}
 		b, _ := io.ReadAll(r.Body)
-		am.add(b)
+		if bytes.Contains(b, []byte(`"alertname":"`+WatchdogAlertName+`"`)) {
+			dog.add(b)
+		} else {
+			am.add(b)
+		}
 		w.WriteHeader(200)
 	}))
 	defer amSrv.Close()
@@ -131,6 +136,12 @@ func TestNOCFanOutAndAnnotations(t *testing.T) {
 	if len(resolve) != 1 || resolve[0].EndsAt == nil || resolve[0].Labels["component"] != crit.Component {
 		t.Errorf("alertmanager resolve %+v", resolve)
 	}
+	// The dead-man's switch was posted at start, beside the alerts.
+	var wd []AMAlert
+	if d := dog.get(); len(d) == 0 || json.Unmarshal(d[0], &wd) != nil || len(wd) != 1 ||
+		wd[0].Labels["collector"] != "col-1" || wd[0].EndsAt == nil || !wd[0].EndsAt.After(time.Now()) {
+		t.Errorf("watchdog alert %+v", wd)
+	}
 
 	// Annotations in InfluxDB.
 	testenv.WaitFor(t, 10*time.Second, func() error {
@@ -155,4 +166,50 @@ func TestNOCFanOutAndAnnotations(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// T23: the always-firing watchdog alert reaches Alertmanager every
+// interval while the collector runs, and stops when it dies, so a
+// dead-man's-switch receiver pages within its timeout.
+func TestWatchdogAlertStopsWithCollector(t *testing.T) {
+	srv := testenv.NATS(t)
+	var mu sync.Mutex
+	var posts []time.Time
+	var last []AMAlert
+	amSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var as []AMAlert
+		if json.Unmarshal(b, &as) == nil && len(as) == 1 && as[0].Labels["alertname"] == WatchdogAlertName {
+			mu.Lock()
+			posts, last = append(posts, time.Now()), as
+			mu.Unlock()
+		}
+		w.WriteHeader(200)
+	}))
+	defer amSrv.Close()
+	got := func() (int, []AMAlert) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(posts), last
+	}
+	c := startCollector(t, srv.ClientURL(), nil, func(c *Config) {
+		c.NOC = NOCConfig{AlertmanagerURL: amSrv.URL, Watchdog: time.Second}
+	})
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n, _ := got(); n < 3 {
+			return fmt.Errorf("%d watchdog posts", n)
+		}
+		return nil
+	})
+	_, a := got()
+	if a[0].Labels["site"] != "s1" || a[0].Labels["severity"] != "none" || a[0].EndsAt == nil ||
+		a[0].EndsAt.Sub(time.Now()) > 3*time.Second || a[0].EndsAt.Sub(time.Now()) < time.Second {
+		t.Fatalf("watchdog alert %+v: want site s1, severity none, ending about 3 intervals after its post", a[0])
+	}
+	c.stop(t)
+	n, _ := got()
+	time.Sleep(2500 * time.Millisecond)
+	if m, _ := got(); m != n {
+		t.Fatalf("%d watchdog posts after the collector stopped", m-n)
+	}
 }
