@@ -96,9 +96,6 @@ func (r *Recorder) keySize() int { return headerSize + 9*r.np }
 // worst is the largest a round can be: a delta with every point changed.
 func (r *Recorder) worst() int { return r.keySize() + (r.np+7)/8 }
 
-// Budget is the most memory the recorder will hold, in bytes.
-func (r *Recorder) Budget() int { return r.size * numBlocks }
-
 // Len is the number of rounds held (some may be older than the window).
 func (r *Recorder) Len() int { return r.n }
 
